@@ -1,0 +1,3 @@
+"""asr: a readable speech recognition toolkit (log-mel → BiLSTM → CTC → decoder)."""
+
+__version__ = "0.1.0"

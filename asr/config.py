@@ -1,0 +1,63 @@
+"""Hydra configuration for the entry points: compose `conf/<name>.yaml` with command-line overrides,
+and turn expected failures into one-line errors.
+
+The entry points take positional paths first and Hydra overrides after (`key=value`, `+key=value`,
+`~key`), so they compose configs with Hydra's compose API rather than `@hydra.main`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+_HERE = Path(__file__).resolve().parent
+# An installed wheel carries the configs as asr/conf; a source checkout has them at the top level.
+CONF_DIR = next((d for d in (_HERE / "conf", _HERE.parent / "conf") if d.is_dir()), _HERE.parent / "conf")
+
+
+class UsageError(Exception):
+    """A bad command line or configuration value; printed as one line."""
+
+
+def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split argv into positional paths and Hydra overrides (anything with '=' or starting with '~')."""
+    paths, overrides = [], []
+    for arg in argv:
+        (overrides if ("=" in arg or arg.startswith("~")) else paths).append(arg)
+    return paths, overrides
+
+
+def load_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose `conf/<name>.yaml` with `overrides`; raises UsageError with Hydra's message on failure."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=name):
+            cfg = compose(config_name=name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """Print `error: message` on stderr and exit."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def run_main(main: Callable[[list[str]], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
+    """Run an entry point; UsageError and the given expected error types become one-line errors."""
+    try:
+        status = main(sys.argv[1:])
+    except UsageError as err:
+        fail(str(err), 2)
+    except (OSError, OmegaConfBaseException, *errors) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    sys.exit(status or 0)

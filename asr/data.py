@@ -1,0 +1,261 @@
+"""Data: JSON Lines manifests, a lazily-reading dataset, duration-bucketed batches, and collation.
+
+Manifest line (NeMo-compatible):
+    {"audio_filepath": "wav/0001.wav", "duration": 3.42, "text": "the cat sat"}
+with optional "offset", "speaker", "voice" (and any other keys, which are kept). A relative
+`audio_filepath` is relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.text import Tokenizer
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file (and line) and the problem."""
+
+
+@dataclass
+class Utterance:
+    """One manifest entry, with `audio_filepath` resolved to an absolute path."""
+
+    audio_filepath: str
+    duration: float
+    text: str
+    offset: float = 0.0
+    extra: dict = field(default_factory=dict)  # speaker, voice, augmentation, … kept as written
+
+    def to_json(self, relative_to: Path | None = None) -> dict:
+        """Manifest line for this entry; the path is made relative to `relative_to` when it lies below it."""
+        path = Path(self.audio_filepath)
+        if relative_to is not None:
+            try:
+                path = path.relative_to(relative_to.resolve())
+            except ValueError:
+                pass
+        line = {"audio_filepath": str(path), "duration": round(self.duration, 4), "text": self.text}
+        if self.offset:
+            line["offset"] = self.offset
+        line.update(self.extra)
+        return line
+
+
+def _parse_line(raw: str, base: Path, where: str) -> Utterance:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key, kind in (("audio_filepath", str), ("duration", (int, float)), ("text", str)):
+        if key not in obj:
+            raise ManifestError(f"{where}: missing required key {key!r}")
+        if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+            raise ManifestError(f"{where}: {key!r} has the wrong type ({type(obj[key]).__name__})")
+    duration, offset = float(obj.pop("duration")), obj.pop("offset", 0.0)
+    if not math.isfinite(duration) or duration <= 0:
+        raise ManifestError(f"{where}: 'duration' must be a positive number, got {duration}")
+    if not isinstance(offset, (int, float)) or not math.isfinite(offset) or offset < 0:
+        raise ManifestError(f"{where}: 'offset' must be a non-negative number, got {offset!r}")
+    path = Path(obj.pop("audio_filepath"))
+    if not path.is_absolute():
+        path = base / path
+    return Utterance(str(path), duration, obj.pop("text"), float(offset), obj)
+
+
+def read_manifest(path: str | os.PathLike, check_files: bool = False) -> list[Utterance]:
+    """Read and validate a manifest; raises ManifestError naming the file and line of the first bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file")
+    base = path.resolve().parent
+    entries = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            entry = _parse_line(raw, base, f"{path}:{lineno}")
+            if check_files and not Path(entry.audio_filepath).is_file():
+                raise ManifestError(f"{path}:{lineno}: audio file {entry.audio_filepath} does not exist")
+            entries.append(entry)
+    if not entries:
+        raise ManifestError(f"{path}: manifest is empty")
+    return entries
+
+
+def write_manifest(path: str | os.PathLike, entries: Iterable[Utterance]) -> None:
+    """Write entries atomically; audio paths below the manifest's folder are stored relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for entry in entries:
+            f.write(json.dumps(entry.to_json(path.parent)) + "\n")
+    os.replace(tmp, path)
+
+
+def ctc_min_frames(ids: list[int]) -> int:
+    """Fewest CTC output frames that can emit `ids`: one per token plus a blank between repeats."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+@dataclass
+class FilterReport:
+    """What `filter_utterances` kept and dropped, by reason."""
+
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
+        return f"kept {self.kept} utterances; dropped: {reasons}"
+
+
+def filter_utterances(
+    entries: list[Utterance],
+    tokenizer: Tokenizer,
+    output_frame_rate: float,
+    min_duration: float = 0.0,
+    max_duration: float = math.inf,
+) -> tuple[list[Utterance], FilterReport]:
+    """Drop utterances that are too short/long, have no usable transcript, or whose transcript
+    needs more CTC frames than the model will produce (`output_frame_rate` frames per second)."""
+    kept, report = [], FilterReport()
+    for entry in entries:
+        if entry.duration < min_duration:
+            report.dropped["shorter than min_duration"] += 1
+        elif entry.duration > max_duration:
+            report.dropped["longer than max_duration"] += 1
+        elif not entry.text.strip():
+            report.dropped["empty transcript"] += 1
+        else:
+            try:
+                ids = tokenizer.encode(entry.text)
+            except ValueError:
+                report.dropped["characters outside the alphabet"] += 1
+                continue
+            if ctc_min_frames(ids) > int(entry.duration * output_frame_rate):
+                report.dropped["transcript too long for its frames"] += 1
+            else:
+                kept.append(entry)
+    report.kept = len(kept)
+    return kept, report
+
+
+class SpeechDataset(Dataset):
+    """Utterances read lazily: item i is (waveform at `sample_rate`, target ids, i)."""
+
+    def __init__(self, entries: list[Utterance], tokenizer: Tokenizer, sample_rate: int = SAMPLE_RATE) -> None:
+        self.entries = entries
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        e = self.entries[i]
+        wave = load_audio(e.audio_filepath, self.sample_rate, e.offset, e.duration if e.offset else None)
+        return wave, torch.tensor(self.tokenizer.encode(e.text), dtype=torch.long), i
+
+    @property
+    def durations(self) -> list[float]:
+        """Manifest durations, in dataset order."""
+        return [e.duration for e in self.entries]
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+    """Pad a list of dataset items into a batch with lengths."""
+    waves, targets, indices = zip(*batch)
+    return {
+        "waves": torch.nn.utils.rnn.pad_sequence(waves, batch_first=True),
+        "wave_lengths": torch.tensor([len(w) for w in waves], dtype=torch.long),
+        "targets": torch.nn.utils.rnn.pad_sequence(targets, batch_first=True),
+        "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
+        "indices": torch.tensor(indices, dtype=torch.long),
+    }
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of utterances of similar duration, each holding at most `max_batch_seconds` of padded audio.
+
+    The order is a pure function of (seed, epoch): durations are split into `num_buckets` quantile
+    buckets, utterances are shuffled inside buckets, packed greedily into batches, and the batches are
+    shuffled. With `world_size` > 1 every rank builds the same list and takes every world_size-th batch
+    (the list is padded by repeating batches so all ranks take the same number of steps).
+    """
+
+    def __init__(
+        self,
+        durations: list[float],
+        max_batch_seconds: float,
+        num_buckets: int = 30,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if max_batch_seconds <= 0:
+            raise ValueError("max_batch_seconds must be positive")
+        self.durations = list(durations)
+        self.max_batch_seconds = max_batch_seconds
+        self.num_buckets = max(1, num_buckets)
+        self.shuffle, self.seed = shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order; `start_batch` skips batches already consumed (exact resume)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _all_batches(self) -> list[list[int]]:
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._build_batches())
+        return self._cache[1]
+
+    def _build_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = sorted(range(len(self.durations)), key=lambda i: self.durations[i])
+        size = math.ceil(len(order) / self.num_buckets)
+        buckets = [order[i : i + size] for i in range(0, len(order), size)]
+        batches: list[list[int]] = []
+        for bucket in buckets:
+            if self.shuffle:
+                rng.shuffle(bucket)
+            batch: list[int] = []
+            longest = 0.0
+            for i in bucket:
+                d = self.durations[i]
+                if batch and max(longest, d) * (len(batch) + 1) > self.max_batch_seconds:
+                    batches.append(batch)
+                    batch, longest = [], 0.0
+                batch.append(i)
+                longest = max(longest, d)
+            if batch:
+                batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.world_size > 1:
+            batches += batches[: (-len(batches)) % self.world_size]
+            batches = batches[self.rank :: self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._all_batches()[self.start_batch :]
+
+    def __len__(self) -> int:
+        return len(self._all_batches()) - self.start_batch

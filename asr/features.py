@@ -1,0 +1,127 @@
+"""Feature extraction: waveform batch → normalized log-mel frames (+ SpecAugment while training).
+
+`FeatureExtractor` is an `nn.Module`, so it lives on the model's device and its global
+normalization statistics travel inside the model bundle's state_dict.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torchaudio
+import torchaudio.functional as AF
+
+NORMALIZE_MODES = ("utterance", "global", "none")
+
+
+class FeatureExtractor(nn.Module):
+    """Log-mel filterbank features for a padded waveform batch.
+
+    Args (all in conf/features/):
+        sample_rate: input rate in Hz.
+        n_mels: number of mel bands.
+        win_ms, hop_ms: analysis window and hop in milliseconds.
+        n_fft: FFT size (≥ the window in samples).
+        log_offset: added before the log so silence stays finite.
+        normalize: "utterance" (mean/variance over each utterance's own frames), "global" (fixed
+            statistics from `fit_global_stats`), or "none".
+        freq_masks, freq_mask_width: SpecAugment frequency masks and their maximum width in bands.
+        time_masks, time_mask_width, time_mask_ratio: SpecAugment time masks, maximum width in frames,
+            and maximum fraction of the batch's frames one mask may cover.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 80,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        n_fft: int = 512,
+        log_offset: float = 1e-6,
+        normalize: str = "utterance",
+        freq_masks: int = 0,
+        freq_mask_width: int = 0,
+        time_masks: int = 0,
+        time_mask_width: int = 0,
+        time_mask_ratio: float = 0.05,
+    ) -> None:
+        super().__init__()
+        if normalize not in NORMALIZE_MODES:
+            raise ValueError(f"features.normalize must be one of {NORMALIZE_MODES}, got {normalize!r}")
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.win_length = int(round(sample_rate * win_ms / 1000))
+        self.hop_length = int(round(sample_rate * hop_ms / 1000))
+        if n_fft < self.win_length:
+            raise ValueError(f"features.n_fft={n_fft} is shorter than the {self.win_length}-sample window")
+        self.log_offset = log_offset
+        self.normalize = normalize
+        self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
+        self.time_masks, self.time_mask_width, self.time_mask_ratio = time_masks, time_mask_width, time_mask_ratio
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, win_length=self.win_length, hop_length=self.hop_length,
+            n_mels=n_mels, center=True, pad_mode="reflect", power=2.0, norm="slaney", mel_scale="slaney",
+        )
+        self.register_buffer("global_mean", torch.zeros(n_mels))
+        self.register_buffer("global_std", torch.ones(n_mels))
+
+    @property
+    def frames_per_second(self) -> float:
+        """Feature frames per second of audio."""
+        return self.sample_rate / self.hop_length
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames produced for waveforms of `num_samples` samples (centred STFT)."""
+        return torch.div(num_samples, self.hop_length, rounding_mode="floor") + 1
+
+    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """Un-normalized log-mel of a (B, S) batch → (B, T, n_mels), always computed in float32."""
+        with torch.autocast(device_type=waves.device.type, enabled=False):
+            return torch.log(self.mel(waves.float()) + self.log_offset).transpose(1, 2)
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) padded waveforms and their lengths in samples → (B, T, n_mels) features and frame counts."""
+        feats = self.log_mel(waves)
+        frame_lengths = self.output_lengths(lengths).clamp(max=feats.shape[1])
+        mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frame_lengths[:, None]).unsqueeze(-1)
+        if self.normalize == "utterance":
+            count = frame_lengths.clamp(min=1).to(feats.dtype)[:, None, None]
+            mean = (feats * mask).sum(1, keepdim=True) / count
+            var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / count
+            feats = (feats - mean) / (var.sqrt() + 1e-5)
+        elif self.normalize == "global":
+            feats = (feats - self.global_mean) / self.global_std
+        feats = feats * mask  # padding frames are exactly zero
+        if self.training:
+            feats = self.spec_augment(feats)
+        return feats, frame_lengths
+
+    def spec_augment(self, feats: torch.Tensor) -> torch.Tensor:
+        """SpecAugment (Park et al. 2019): independent frequency and time masks for each utterance."""
+        x = feats.transpose(1, 2).unsqueeze(1)  # (B, 1, F, T) as torchaudio expects
+        for _ in range(self.freq_masks):
+            x = AF.mask_along_axis_iid(x, self.freq_mask_width, 0.0, axis=2)
+        for _ in range(self.time_masks):
+            x = AF.mask_along_axis_iid(x, self.time_mask_width, 0.0, axis=3, p=self.time_mask_ratio)
+        return x.squeeze(1).transpose(1, 2)
+
+    @torch.no_grad()
+    def fit_global_stats(self, waves: Iterable[torch.Tensor]) -> int:
+        """Set the global mean/std from 1-D waveforms (e.g. a sample of the training set); returns frames seen."""
+        total = torch.zeros(self.n_mels, dtype=torch.float64)
+        total_sq = torch.zeros(self.n_mels, dtype=torch.float64)
+        frames = 0
+        for wave in waves:
+            f = self.log_mel(wave.to(self.global_mean.device)[None])[0].double().cpu()
+            total += f.sum(0)
+            total_sq += (f**2).sum(0)
+            frames += f.shape[0]
+        if frames == 0:
+            raise ValueError("no audio to compute global normalization statistics from")
+        mean = total / frames
+        std = (total_sq / frames - mean**2).clamp(min=1e-10).sqrt()
+        self.global_mean.copy_(mean.float())
+        self.global_std.copy_(std.float())
+        return frames

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install asr into ./.venv on Debian/Ubuntu.
+#   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
+#   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pytest
+# Uses sudo for apt-get when not run as root. Re-running is cheap: apt and pip skip what is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-user}
+
+APT_USER="ffmpeg"
+APT_DEV="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  fortunes wordnet-base bible-kjv-text sox
+  build-essential cmake libboost-program-options-dev libboost-system-dev libboost-thread-dev
+  libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev"
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+pkgs=$APT_USER
+[ "$mode" = dev ] && pkgs="$pkgs $APT_DEV"
+missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+if [ -n "$missing" ]; then
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$mode" = dev ]; then
+  .venv/bin/python -m pip install -q -e ".[dev,decode,synth]"
+else
+  .venv/bin/python -m pip install -q -e ".[decode]"
+fi
+echo "installed into $(pwd)/.venv"
