@@ -33,10 +33,10 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return paths, overrides
 
 
-def load_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose `conf/<name>.yaml` with `overrides`; raises UsageError with Hydra's message on failure."""
+def load_config(name: str, overrides: list[str], config_dir: str | Path = CONF_DIR) -> DictConfig:
+    """Compose `<config_dir>/<name>.yaml` with `overrides`; raises UsageError with Hydra's message on failure."""
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=name):
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3", job_name=name):
             cfg = compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise UsageError(str(err).strip().splitlines()[0]) from None
