@@ -1,0 +1,128 @@
+"""Acoustic model: subsampling front end → stacked bidirectional LSTM (or GRU) → linear CTC head.
+
+Input is a padded batch of feature frames with lengths; output is per-frame logits over the
+tokenizer's vocabulary (blank = 0) at 1/`subsampling_factor` of the feature frame rate.
+Padding costs nothing: the recurrent stack runs on packed sequences (cuDNN on GPU).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+SUBSAMPLING_KINDS = ("stack", "conv")
+RNN_KINDS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class FrameStacking(nn.Module):
+    """Concatenate every `factor` consecutive frames: (B, T, F) → (B, ceil(T/factor), F·factor)."""
+
+    def __init__(self, input_dim: int, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.output_dim = input_dim * factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, f = x.shape
+        pad = (-t) % self.factor
+        if pad:
+            x = nn.functional.pad(x, (0, 0, 0, pad))
+        return x.reshape(b, (t + pad) // self.factor, f * self.factor)
+
+
+class ConvSubsampling(nn.Module):
+    """A 3×3 convolution (stride `factor` in time, 2 in frequency) then a 1×3 one (stride 2 in frequency), ReLU.
+
+    Only the first layer looks across time, so padding after an utterance never leaks into its frames.
+    """
+
+    def __init__(self, input_dim: int, factor: int, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=(factor, 2), padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, (1, 3), stride=(1, 2), padding=(0, 1)), nn.ReLU(),
+        )
+        freq = (((input_dim - 1) // 2 + 1) - 1) // 2 + 1
+        self.output_dim = channels * freq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        return y.permute(0, 2, 1, 3).flatten(2)
+
+
+class AcousticModel(nn.Module):
+    """BiLSTM-CTC acoustic model. Arguments are the keys of a `conf/model/` preset.
+
+    Args:
+        input_dim: feature dimension (n_mels).
+        vocab_size: output classes including the blank.
+        subsampling: "stack" (frame stacking) or "conv" (2-D convolutions).
+        subsampling_factor: time reduction (3 turns 100 frames/s into 33.3).
+        conv_channels: channels of the conv front end.
+        rnn_type: "lstm" or "gru".
+        hidden_size: units per direction.
+        num_layers: stacked bidirectional layers.
+        dropout: dropout between recurrent layers and before the head.
+        projection_size: LSTM output projection per direction (0: none; LSTM only).
+        attention_heads: >0 adds one multi-head self-attention layer (residual + LayerNorm) after the stack.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        subsampling: str = "stack",
+        subsampling_factor: int = 3,
+        conv_channels: int = 32,
+        rnn_type: str = "lstm",
+        hidden_size: int = 256,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+        projection_size: int = 0,
+        attention_heads: int = 0,
+    ) -> None:
+        super().__init__()
+        if subsampling not in SUBSAMPLING_KINDS:
+            raise ValueError(f"model.subsampling must be one of {SUBSAMPLING_KINDS}, got {subsampling!r}")
+        if rnn_type not in RNN_KINDS:
+            raise ValueError(f"model.rnn_type must be one of {tuple(RNN_KINDS)}, got {rnn_type!r}")
+        if projection_size and rnn_type != "lstm":
+            raise ValueError("model.projection_size needs rnn_type=lstm")
+        self.subsampling_factor = subsampling_factor
+        self.frontend = (
+            FrameStacking(input_dim, subsampling_factor)
+            if subsampling == "stack"
+            else ConvSubsampling(input_dim, subsampling_factor, conv_channels)
+        )
+        extra = {"proj_size": projection_size} if projection_size else {}
+        self.rnn = RNN_KINDS[rnn_type](
+            self.frontend.output_dim, hidden_size, num_layers=num_layers, batch_first=True,
+            bidirectional=True, dropout=dropout if num_layers > 1 else 0.0, **extra,
+        )
+        out_dim = 2 * (projection_size or hidden_size)
+        self.attention = nn.MultiheadAttention(out_dim, attention_heads, dropout=dropout, batch_first=True) if attention_heads else None
+        self.attention_norm = nn.LayerNorm(out_dim) if attention_heads else None
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(out_dim, vocab_size)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Output frames for inputs of `lengths` feature frames."""
+        return torch.div(lengths + self.subsampling_factor - 1, self.subsampling_factor, rounding_mode="floor")
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) features and lengths → (B, T', V) logits and output lengths."""
+        x = self.frontend(feats)
+        out_lengths = self.output_lengths(lengths).clamp(max=x.shape[1])
+        packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        if self.attention is not None:
+            pad_mask = torch.arange(y.shape[1], device=y.device)[None, :] >= out_lengths[:, None]
+            a, _ = self.attention(y, y, y, key_padding_mask=pad_mask, need_weights=False)
+            y = self.attention_norm(y + self.dropout(a))
+        return self.head(self.dropout(y)), out_lengths
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,428 @@
+"""python -m asr.train [overrides]: train a BiLSTM-CTC recognizer.
+
+    python -m asr.train data=synthetic model=small out_dir=exp/small
+    python -m asr.train out_dir=exp/small resume=true                 # continue exactly where it stopped
+    torchrun --nproc_per_node=4 -m asr.train model=large ...          # DDP (NCCL on GPUs, gloo on CPU)
+
+Writes out_dir/last.pt (full training state, atomically, every trainer.save_every steps and on
+Ctrl-C/SIGTERM), out_dir/best.pt (model bundle with the best dev WER), out_dir/metrics.jsonl (one
+line per validation) and out_dir/tb/ (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import asr
+from asr.audio import AudioError
+from asr.bundle import Recognizer, build_recognizer, save_bundle
+from asr.config import UsageError, load_config, run_main, split_args
+from asr.data import (
+    BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
+)
+from asr.decoding import GreedyDecoder
+from asr.metrics import error_rates
+from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer_from_dict
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainState:
+    """Loop counters saved in last.pt; with the RNG states they make resume exact."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed by this rank
+    best_wer: float = math.inf
+    stale_validations: int = 0  # validations since best_wer improved (early stopping)
+    nonfinite_skipped: int = 0  # steps skipped for a non-finite loss or gradient
+    audio_seconds: float = 0.0  # training audio seen, all ranks
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (world_size 1 without torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_kind: str) -> Distributed:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world)
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    """trainer.device → a torch device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("trainer.device=cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise UsageError(f"trainer.device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """trainer.precision → the autocast dtype (None: fp32)."""
+    if name == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if name not in choices:
+        raise UsageError(f"trainer.precision must be auto, fp32, bf16 or fp16, got {name!r}")
+    if choices[name] is torch.float16 and device.type != "cuda":
+        raise UsageError("trainer.precision=fp16 needs a CUDA device")
+    return choices[name]
+
+
+def make_tokenizer(cfg: DictConfig, train: list[Utterance]) -> Tokenizer:
+    """The `tokenizer` choice: characters, or SentencePiece BPE trained on the training transcripts."""
+    if cfg.tokenizer == "char":
+        return CharTokenizer()
+    if cfg.tokenizer == "bpe":
+        return SentencePieceTokenizer.train((e.text for e in train), vocab_size=cfg.bpe_vocab_size)
+    raise UsageError(f"tokenizer must be char or bpe, got {cfg.tokenizer!r}")
+
+
+def make_optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
+    """AdamW; biases and normalization weights (1-D tensors) get no weight decay."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ctc_loss(logits: torch.Tensor, out_lengths: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed CTC loss (float32, blank 0, impossible alignments zeroed) and the number of target tokens."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+    loss = F.ctc_loss(
+        log_probs, batch["targets"], out_lengths, batch["target_lengths"], blank=0, reduction="sum", zero_infinity=True,
+    )
+    return loss, batch["target_lengths"].sum()
+
+
+def load_split(manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float, data: DictConfig) -> list[Utterance]:
+    """Read a manifest and filter it, printing what was dropped and why."""
+    entries = read_manifest(manifest)
+    kept, report = filter_utterances(entries, tokenizer, frame_rate, data.min_duration, data.max_duration)
+    print(f"{role} {manifest}: {report}", file=sys.stderr)
+    if not kept:
+        raise ManifestError(f"{manifest}: no usable utterances after filtering ({report})")
+    return kept
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """Move a collated batch to `device`."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validate(recognizer: Recognizer, loader: DataLoader, entries: list[Utterance], tokenizer: Tokenizer,
+             device: torch.device, amp: torch.dtype | None) -> dict:
+    """Dev loss per token and greedy WER/CER."""
+    recognizer.eval()
+    decoder = GreedyDecoder(tokenizer, recognizer.frame_seconds)
+    total_loss, total_tokens, refs, hyps = 0.0, 0, [], []
+    for batch in loader:
+        batch = batch_to(batch, device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            logits, out_lengths = recognizer(batch["waves"], batch["wave_lengths"])
+        loss, tokens = ctc_loss(logits, out_lengths, batch)
+        total_loss += loss.item()
+        total_tokens += int(tokens)
+        hyps += [h.text for h in decoder.decode(logits.float().log_softmax(-1), out_lengths)]
+        refs += [entries[i].text for i in batch["indices"].tolist()]
+    recognizer.train()
+    rates = error_rates(refs, hyps)
+    return {"dev_loss": total_loss / max(1, total_tokens), "dev_wer": rates.wer, "dev_cer": rates.cer}
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    """Every random generator the loop draws from."""
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore `rng_state()` output."""
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_config(cfg: DictConfig) -> dict:
+    """The resolved features/model config that a bundle and last.pt record."""
+    return {"features": OmegaConf.to_container(cfg.features, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True)}
+
+
+class StopSignal:
+    """Turns Ctrl-C and SIGTERM into a flag the loop checks after each step (a second Ctrl-C aborts)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        """Put back the handlers that were installed before."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `python -m asr.train`."""
+    paths, overrides = split_args(argv)
+    if paths:
+        raise UsageError(f"asr.train takes only key=value overrides, got {' '.join(paths)!r}")
+    cfg = load_config("train", overrides)
+    tr = cfg.trainer
+    if tr.num_threads:
+        torch.set_num_threads(tr.num_threads)
+    world = setup_distributed("cuda" if tr.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = pick_device(tr.device, world.local_rank)
+    amp = pick_precision(tr.precision, device)
+    out_dir = Path(cfg.out_dir)
+    last_path = out_dir / "last.pt"
+    resuming = bool(cfg.resume) and last_path.is_file()
+    if cfg.resume and not resuming and world.main:
+        print(f"resume=true but {last_path} does not exist: starting from scratch", file=sys.stderr)
+    checkpoint = torch.load(last_path, map_location="cpu", weights_only=True) if resuming else None
+
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    train_entries = read_manifest(cfg.data.train_manifest)
+    tokenizer = tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else make_tokenizer(cfg, train_entries)
+    config = model_config(cfg)
+    if checkpoint and checkpoint["config"] != config:
+        raise UsageError(f"{last_path} was trained with another features/model config; resume with the same one")
+    recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
+    frame_rate = recognizer.output_frame_rate
+    train = load_split(cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data)
+    dev = load_split(cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data)
+    if cfg.data.dev_max_utterances:
+        dev = dev[: cfg.data.dev_max_utterances]
+    if recognizer.features.normalize == "global" and not checkpoint:
+        sample = SpeechDataset(train[: cfg.data.cmvn_utterances], tokenizer)
+        recognizer.features.fit_global_stats(sample[i][0] for i in range(len(sample)))
+    recognizer.to(device)
+    if world.main:
+        hours = sum(e.duration for e in train) / 3600
+        print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters; train {len(train)} utterances "
+              f"({hours:.2f} h), dev {len(dev)}; device {device}, precision {amp or torch.float32}, world {world.world_size}",
+              file=sys.stderr)
+
+    train_set = SpeechDataset(train, tokenizer, recognizer.features.sample_rate)
+    sampler = BucketBatchSampler(train_set.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets,
+                                 shuffle=True, seed=cfg.seed, rank=world.rank, world_size=world.world_size)
+    loader_args = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda"}
+    train_loader = DataLoader(train_set, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **loader_args)
+    dev_set = SpeechDataset(dev, tokenizer, recognizer.features.sample_rate)
+    # Each loader has its own generator: creating an iterator then never draws from the global RNG,
+    # so validation does not perturb dropout/SpecAugment randomness and resume stays exact.
+    dev_loader = DataLoader(dev_set, batch_sampler=BucketBatchSampler(dev_set.durations, cfg.data.max_batch_seconds, shuffle=False),
+                            generator=torch.Generator(), **loader_args)
+
+    model = DistributedDataParallel(recognizer, device_ids=[device.index] if device.type == "cuda" else None) if world.world_size > 1 else recognizer
+    optimizer = make_optimizer(recognizer, cfg.optim)
+    sampler.set_epoch(0)
+    total_steps = min(tr.max_steps, tr.max_epochs * len(sampler))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.optim.warmup_steps, total_steps, cfg.optim.min_lr_ratio))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+    state = TrainState()
+    if checkpoint:
+        recognizer.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = TrainState(**checkpoint["state"])
+        set_rng_state(checkpoint["rng"][world.rank] if world.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
+        print(f"resumed from {last_path} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})", file=sys.stderr)
+
+    writer = None
+    metrics_path = out_dir / "metrics.jsonl"
+    if world.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, out_dir / "config.yaml")
+        if metrics_path.exists():  # drop validations written after the checkpoint we resume from
+            lines = metrics_path.read_text().splitlines()
+            keep = [ln for ln in lines if checkpoint and json.loads(ln)["step"] <= state.step]
+            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if checkpoint else None)
+
+    def save_last() -> None:
+        rngs = [rng_state()]
+        if world.world_size > 1:
+            rngs = [None] * world.world_size
+            dist.all_gather_object(rngs, rng_state())
+        if world.main:
+            atomic_save({
+                "checkpoint_version": CHECKPOINT_VERSION, "config": config, "tokenizer": tokenizer.to_dict(),
+                "model": recognizer.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": asdict(state), "rng": rngs,
+            }, last_path)
+
+    def run_validation(train_loss: float, throughput: float) -> bool:
+        """Validate on rank 0, log, keep best.pt; returns True when early stopping says stop."""
+        stop = torch.zeros(1)
+        if world.main:
+            result = validate(recognizer, dev_loader, dev, tokenizer, device, amp)
+            improved = result["dev_wer"] < state.best_wer
+            if improved:
+                state.best_wer, state.stale_validations = result["dev_wer"], 0
+                save_bundle(out_dir / "best.pt", recognizer, tokenizer, config, {
+                    "train_manifest": str(cfg.data.train_manifest), "train_hours": round(sum(e.duration for e in train) / 3600, 3),
+                    "steps": state.step, "epoch": state.epoch, "dev_manifest": str(cfg.data.dev_manifest),
+                    "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"], "seed": int(cfg.seed),
+                    "asr_version": asr.__version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                })
+            else:
+                state.stale_validations += 1
+            line = {"step": state.step, "epoch": state.epoch, "train_loss": train_loss, **result,
+                    "audio_seconds_per_second": throughput, "lr": scheduler.get_last_lr()[0],
+                    "nonfinite_skipped": state.nonfinite_skipped}
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            for key in ("dev_loss", "dev_wer", "dev_cer"):
+                writer.add_scalar(f"dev/{key[4:]}", result[key], state.step)
+            bar.write(f"step {state.step}: dev loss {result['dev_loss']:.3f}  WER {result['dev_wer']:.2%}  CER {result['dev_cer']:.2%}"
+                      f"{'  (best)' if improved else ''}")
+            stop[0] = float(tr.patience > 0 and state.stale_validations >= tr.patience)
+        if world.world_size > 1:
+            dist.broadcast(stop, 0)
+        return bool(stop[0])
+
+    stopper = StopSignal()
+    bar = tqdm(total=total_steps, initial=state.step, unit="step", dynamic_ncols=True, disable=not (world.main and tr.progress))
+    interval_loss, interval_tokens, interval_audio, interval_start = 0.0, 0, 0.0, time.perf_counter()
+    last_validated = state.step if checkpoint else -1
+    finished = early_stop = False
+    flags = torch.zeros(2)  # [non-finite loss on some rank, stop signal on some rank]
+    model.train()
+    while not finished and state.epoch < tr.max_epochs and state.step < tr.max_steps:
+        sampler.set_epoch(state.epoch, state.batch_in_epoch)
+        for batch in train_loader:
+            batch = batch_to(batch, device)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                logits, out_lengths = model(batch["waves"], batch["wave_lengths"])
+            loss_sum, tokens = ctc_loss(logits, out_lengths, batch)
+            loss = loss_sum / tokens.clamp(min=1)
+            flags = torch.tensor([float(not torch.isfinite(loss)), float(stopper.signum is not None)])
+            if world.world_size > 1:
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            optimizer.zero_grad(set_to_none=True)
+            if flags[0]:
+                state.nonfinite_skipped += 1
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(recognizer.parameters(), tr.grad_clip)
+                if torch.isfinite(grad_norm):
+                    scaler.step(optimizer)
+                else:
+                    state.nonfinite_skipped += 1
+                scaler.update()
+                interval_loss += loss_sum.item()
+                interval_tokens += int(tokens)
+            scheduler.step()
+            audio = batch["wave_lengths"].sum().item() / recognizer.features.sample_rate * world.world_size
+            state.step += 1
+            state.batch_in_epoch += 1
+            state.audio_seconds += audio
+            interval_audio += audio
+            bar.update(1)
+            elapsed = time.perf_counter() - interval_start
+            if world.main and state.step % tr.log_every == 0:
+                train_loss = interval_loss / max(1, interval_tokens)
+                bar.set_postfix(loss=f"{train_loss:.3f}", xRT=f"{interval_audio / elapsed:.0f}", epoch=state.epoch)
+                writer.add_scalar("train/loss", train_loss, state.step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
+                writer.add_scalar("train/audio_seconds_per_second", interval_audio / elapsed, state.step)
+            if state.step % tr.val_every == 0 or state.step >= tr.max_steps:
+                early_stop = run_validation(interval_loss / max(1, interval_tokens), interval_audio / elapsed)
+                last_validated = state.step
+                interval_loss, interval_tokens, interval_audio, interval_start = 0.0, 0, 0.0, time.perf_counter()
+            if state.step % tr.save_every == 0 or flags[1] or early_stop or state.step >= tr.max_steps:
+                save_last()
+            if flags[1] or early_stop or state.step >= tr.max_steps:
+                finished = True
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+    if not flags[1] and last_validated != state.step:
+        run_validation(interval_loss / max(1, interval_tokens), interval_audio / max(1e-9, time.perf_counter() - interval_start))
+        save_last()
+    elif not finished:
+        save_last()
+    bar.close()
+    stopper.restore()
+    if writer:
+        writer.close()
+    if world.main:
+        why = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "stopped by SIGTERM"}.get(stopper.signum, "early stopping" if early_stop else "done")
+        print(f"{why} at step {state.step}, epoch {state.epoch}; best dev WER {state.best_wer:.2%}; "
+              f"{state.nonfinite_skipped} non-finite steps skipped; last.pt and best.pt in {out_dir}", file=sys.stderr)
+    if world.world_size > 1:
+        dist.destroy_process_group()
+    return 130 if stopper.signum == signal.SIGINT else 143 if stopper.signum == signal.SIGTERM else 0
+
+
+if __name__ == "__main__":
+    run_main(main, errors=(ManifestError, AudioError))

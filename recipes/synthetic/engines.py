@@ -1,0 +1,346 @@
+"""Text-to-speech engines for the synthetic corpus, and the augmentation applied to what they produce.
+
+Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "flite:kal16", "festival:ked_diphone",
+"hibari:heart". `find_voices` checks which engines and voices this machine has; `synthesize_chunk`
+turns a list of planned utterances into 16 kHz WAV files (one festival process per chunk).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
+
+FAMILIES = ("espeak", "flite", "festival", "hibari")
+INSTALL_HINT = {
+    "espeak": "apt-get install espeak-ng",
+    "flite": "apt-get install flite",
+    "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+    "hibari": "pip install hibari-tts",
+}
+ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
+ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
+FLITE_F0 = {"kal16": 95.0, "awb": 125.0, "slt": 170.0}  # Hz, about each voice's mean F0; other flite voices ignore it
+FESTIVAL_F0 = 105.0  # Hz, target_f0_mean of the kal/ked diphone voices' intonation model
+FESTIVAL_HTS = {"cmu_us_slt_arctic_hts"}  # HTS voices take speed through hts_engine's -r, and no pitch target
+FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s + this per sentence
+NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
+TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
+TELEPHONE_BAND = (300.0, 3400.0)  # Hz
+PEAK = 0.95  # waveforms louder than this after augmentation are scaled down to it
+
+
+@dataclass
+class VoiceInventory:
+    """What this machine offers: voices per family (seen in training, and reserved unseen) and problems found."""
+
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    unseen: dict[str, list[str]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # family or voice → why it is not used
+    notes: dict[str, str] = field(default_factory=dict)  # family → one-line description
+
+    def families(self) -> list[str]:
+        """Families with at least one usable voice."""
+        return [f for f in FAMILIES if self.seen.get(f) or self.unseen.get(f)]
+
+
+def family_of(voice: str) -> str:
+    """"espeak" for "espeak:en-us+m3"."""
+    return voice.split(":", 1)[0]
+
+
+def supports_pitch(voice: str) -> bool:
+    """Whether the engine can move this voice's pitch (espeak, the kal/ked diphones, flite kal16/awb/slt)."""
+    family, name = voice.split(":", 1)
+    if family == "espeak":
+        return True
+    if family == "flite":
+        return name in FLITE_F0
+    if family == "festival":
+        return name not in FESTIVAL_HTS
+    return False
+
+
+def _run(cmd: list[str], timeout: float = 30) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout).stdout
+
+
+def _espeak_voices(languages: list[str], variants: list[str], problems: dict[str, str]) -> list[str]:
+    listing = _run(["espeak-ng", "--voices=en"])
+    have_languages = {line.split()[1] for line in listing.splitlines()[1:] if len(line.split()) > 1}
+    have_variants = set(re.findall(r"!v/(\S+)", _run(["espeak-ng", "--voices=variant"])))
+    langs = [lang for lang in languages if lang in have_languages]
+    for lang in sorted(set(languages) - set(langs)):
+        problems[f"espeak:{lang}"] = "espeak-ng has no such English voice"
+    kept = [v for v in variants if not v or v in have_variants]
+    for v in sorted(set(variants) - set(kept)):
+        problems[f"espeak:+{v}"] = "espeak-ng has no such voice variant"
+    return [f"espeak:{lang}{'+' + v if v else ''}" for lang in langs for v in kept]
+
+
+def _festival_voices() -> set[str]:
+    proc = subprocess.run(["festival", "--pipe"], input="(print (voice.list))\n", capture_output=True, text=True,
+                          timeout=60, check=True)
+    return set(re.findall(r"[\w-]+", proc.stdout))
+
+
+def _hibari_voices(names: list[str], download: bool, problems: dict[str, str]) -> list[str]:
+    from hibari.voices import VOICES, voice_path
+
+    found = []
+    for name in names:
+        if name not in VOICES:
+            problems[f"hibari:{name}"] = f"unknown hibari voice (known: {', '.join(VOICES)})"
+            continue
+        try:
+            voice_path(name, download_missing=download)
+            found.append(f"hibari:{name}")
+        except FileNotFoundError:
+            problems[f"hibari:{name}"] = "not downloaded (voices.hibari_download=true fetches it from Hugging Face)"
+        except RuntimeError as err:
+            problems[f"hibari:{name}"] = str(err)
+    return found
+
+
+def find_voices(cfg: dict) -> VoiceInventory:
+    """Check each engine and the configured voices (`cfg` is the recipe's `voices` section).
+
+    Families with weight 0 are not checked. A missing engine or voice is recorded in `problems`, never
+    silently dropped.
+    """
+    inv = VoiceInventory()
+    weights = cfg["weights"]
+    for family in FAMILIES:
+        if not weights.get(family, 0):
+            inv.problems[family] = "disabled (weight 0)"
+            continue
+        try:
+            if family == "espeak":
+                if shutil.which("espeak-ng") is None:
+                    raise FileNotFoundError(f"espeak-ng is not installed ({INSTALL_HINT[family]})")
+                inv.seen[family] = _espeak_voices(list(cfg["espeak_languages"]), list(cfg["espeak_variants"]), inv.problems)
+            elif family == "flite":
+                if shutil.which("flite") is None:
+                    raise FileNotFoundError(f"flite is not installed ({INSTALL_HINT[family]})")
+                have = set(_run(["flite", "-lv"]).split(":", 1)[-1].split())
+                for kind, names in (("seen", cfg["flite"]), ("unseen", cfg["unseen"]["flite"])):
+                    getattr(inv, kind)[family] = [f"flite:{n}" for n in names if n in have]
+                    for n in sorted(set(names) - have):
+                        inv.problems[f"flite:{n}"] = "flite has no such voice (flite -lv lists them)"
+            elif family == "festival":
+                if shutil.which("festival") is None:
+                    raise FileNotFoundError(f"festival is not installed ({INSTALL_HINT[family]})")
+                have = _festival_voices()
+                for kind, names in (("seen", cfg["festival"]), ("unseen", cfg["unseen"]["festival"])):
+                    getattr(inv, kind)[family] = [f"festival:{n}" for n in names if n in have]
+                    for n in sorted(set(names) - have):
+                        inv.problems[f"festival:{n}"] = f"festival voice not installed ({INSTALL_HINT[family]})"
+            elif family == "hibari":
+                try:
+                    import hibari  # noqa: F401
+                except ImportError:
+                    raise FileNotFoundError(f"the hibari-tts package is not installed ({INSTALL_HINT[family]})") from None
+                inv.seen[family] = _hibari_voices(list(cfg["hibari"]), bool(cfg["hibari_download"]), inv.problems)
+        except (FileNotFoundError, subprocess.SubprocessError, OSError) as err:
+            inv.problems[family] = str(err)
+            inv.seen.pop(family, None)
+            inv.unseen.pop(family, None)
+            continue
+        if not inv.seen.get(family) and not inv.unseen.get(family):
+            inv.problems.setdefault(family, "none of the configured voices is available")
+    return inv
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthesis: one function per engine, each writing or returning raw audio for one utterance.
+
+def _espeak(item: dict, out: Path) -> None:
+    name = item["voice"].split(":", 1)[1]
+    speed = item.get("speed") or 1.0
+    pitch = ESPEAK_PITCH + 100 * math.log(item["pitch"]) if item.get("pitch") else ESPEAK_PITCH
+    cmd = ["espeak-ng", "-v", name, "-s", str(round(ESPEAK_WPM * speed)), "-p", str(int(round(min(max(pitch, 0), 99)))),
+           "-w", str(out), "--stdin"]
+    subprocess.run(cmd, input=item["text"], capture_output=True, text=True, check=True, timeout=60)
+
+
+def _flite(item: dict, out: Path) -> None:
+    name = item["voice"].split(":", 1)[1]
+    cmd = ["flite", "-voice", name, "--setf", f"duration_stretch={1.0 / (item.get('speed') or 1.0):.4f}"]
+    if item.get("pitch"):
+        cmd += ["--setf", f"int_f0_target_mean={FLITE_F0[name] * item['pitch']:.1f}"]
+    subprocess.run(cmd + ["-t", item["text"], "-o", str(out)], capture_output=True, check=True, timeout=60)
+
+
+def _festival_script(items: list[dict], folder: Path) -> str:
+    """One Scheme program that synthesizes every item, selecting voices as they change.
+
+    Each sentence is wrapped in unwind-protect so one failure does not end the batch; the program
+    prints "OK <path>" or "FAILED <path>" per item. The texts are normalized (a-z, ' and space), so
+    they need no escaping inside Scheme strings.
+    """
+    lines = [
+        "(define (say utt path)",
+        "  (unwind-protect",
+        "    (begin (utt.synth utt) (utt.save.wave utt path 'riff) (format t \"OK %s\\n\" path))",
+        "    (format t \"FAILED %s\\n\" path)))",
+    ]
+    current = None
+    for item in sorted(items, key=lambda it: it["voice"]):
+        name = item["voice"].split(":", 1)[1]
+        if name != current:
+            saved = "(set! base_hts hts_engine_params)" if name in FESTIVAL_HTS else "(set! base_lr int_lr_params)"
+            lines += [f"(voice_{name})", saved]
+            current = name
+        speed = item.get("speed") or 1.0
+        if name in FESTIVAL_HTS:
+            lines.append(f'(set! hts_engine_params (append base_hts (list (list "-r" {speed:.4f}))))')
+        else:
+            lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / speed:.4f})")
+            f0 = FESTIVAL_F0 * (item.get("pitch") or 1.0)
+            lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0:.1f}) base_lr))")
+        lines.append(f'(say (Utterance Text "{item["text"]}") "{folder / (item["id"] + ".wav")}")')
+    return "\n".join(lines) + "\n"
+
+
+def _festival_batch(items: list[dict], folder: Path) -> dict[str, str]:
+    """Run one festival process for all items; returns id → error for the ones it did not write."""
+    script = folder / "batch.scm"
+    script.write_text(_festival_script(items, folder))
+    timeout = 30 + FESTIVAL_SECONDS_PER_ITEM * len(items)
+    try:
+        proc = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, timeout=timeout)
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        tail = f"festival timed out after {timeout} s"
+    return {it["id"]: f"festival did not write it ({tail})" for it in items
+            if not (folder / (it["id"] + ".wav")).is_file()}
+
+
+_HIBARI: dict[str, object] = {}  # one loaded model per voice per process
+
+
+def _hibari(item: dict) -> torch.Tensor:
+    from hibari import SAMPLE_RATE as HIBARI_RATE, Hibari
+
+    name = item["voice"].split(":", 1)[1]
+    if name not in _HIBARI:
+        _HIBARI[name] = Hibari(voice=name, threads=1)
+    audio = _HIBARI[name](item["text"], speed=item.get("speed") or 1.0, seed=item["seed"] % 2**32)
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), HIBARI_RATE, SAMPLE_RATE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentation after synthesis (speed and pitch were engine parameters above).
+
+def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
+    """Unit-power noise of `n` samples: white, pink (1/f power) or brown (1/f² power)."""
+    white = rng.standard_normal(n)
+    if color == "white":
+        return white
+    slope = {"pink": 0.5, "brown": 1.0}[color]
+    spectrum = np.fft.rfft(white)
+    freqs = np.arange(len(spectrum), dtype=np.float64)
+    freqs[0] = 1.0
+    noise = np.fft.irfft(spectrum / freqs**slope, n)
+    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
+
+
+def add_noise(wave: torch.Tensor, snr_db: float, color: str, rng: np.random.Generator) -> torch.Tensor:
+    """`wave` plus noise at `snr_db` dB below the waveform's mean power."""
+    power = float(wave.pow(2).mean())
+    noise = colored_noise(len(wave), color, rng) * math.sqrt(power / 10 ** (snr_db / 10))
+    return wave + torch.from_numpy(noise.astype(np.float32))
+
+
+def telephone(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """A narrow-band telephone channel: 8 kHz, 300-3400 Hz band-pass, 8-bit mu-law, back to `sample_rate`."""
+    narrow = AF.resample(wave, sample_rate, TELEPHONE_RATE)
+    low, high = TELEPHONE_BAND
+    for _ in range(2):  # two biquads each side: 24 dB/octave skirts
+        narrow = AF.highpass_biquad(narrow, TELEPHONE_RATE, low)
+        narrow = AF.lowpass_biquad(narrow, TELEPHONE_RATE, high)
+    peak = float(narrow.abs().max()) or 1.0
+    coded = AF.mu_law_decoding(AF.mu_law_encoding(narrow / peak, 256), 256) * peak
+    return AF.resample(coded, TELEPHONE_RATE, sample_rate)
+
+
+def augment(wave: torch.Tensor, item: dict) -> torch.Tensor:
+    """Apply the item's planned noise and telephone channel (noise first: it is in the talker's room)."""
+    rng = np.random.default_rng(item["seed"])
+    if item.get("noise"):
+        wave = add_noise(wave, item["snr_db"], item["noise"], rng)
+    if item.get("telephone"):
+        wave = telephone(wave)
+    peak = float(wave.abs().max())
+    return wave * (PEAK / peak) if peak > PEAK else wave
+
+
+def is_valid_wav(path: Path) -> bool:
+    """A finished output file: readable 16 kHz mono audio with at least one sample."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return info.frames > 0 and info.samplerate == SAMPLE_RATE and info.channels == 1
+
+
+def _reason(err: Exception) -> str:
+    """The last line of what went wrong (an engine's stderr when it has one)."""
+    text = getattr(err, "stderr", None) or str(err)
+    text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else type(err).__name__
+
+
+def _finish(item: dict, wave: torch.Tensor, out_dir: Path) -> float:
+    if wave.numel() == 0 or float(wave.abs().max()) == 0.0:
+        raise AudioError(f"{item['voice']} produced silence")
+    wave = augment(wave, item)
+    path = out_dir / item["path"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_audio(path, wave)
+    return len(wave) / SAMPLE_RATE
+
+
+def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
+    """Synthesize, augment and save every item (all of one family); returns counts, seconds and errors."""
+    result = {"done": 0, "seconds": 0.0, "errors": {}, "wall": 0.0}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
+        folder = Path(tmp)
+        failed = _festival_batch(items, folder) if family_of(items[0]["voice"]) == "festival" else {}
+        result["errors"].update(failed)
+        for item in items:
+            if item["id"] in failed:
+                continue
+            raw = folder / (item["id"] + ".wav")
+            try:
+                family = family_of(item["voice"])
+                if family == "hibari":
+                    wave = _hibari(item)
+                else:
+                    if family == "espeak":
+                        _espeak(item, raw)
+                    elif family == "flite":
+                        _flite(item, raw)
+                    wave = load_audio(raw)
+                result["seconds"] += _finish(item, wave, out_dir)
+                result["done"] += 1
+            except (subprocess.SubprocessError, OSError, AudioError, RuntimeError, ValueError) as err:
+                result["errors"][item["id"]] = f"{item['voice']}: {_reason(err)}"
+            finally:
+                raw.unlink(missing_ok=True)
+    result["wall"] = time.perf_counter() - start
+    return result

@@ -1,0 +1,40 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from asr.config import CONF_DIR
+from asr.model import AcousticModel
+
+
+def preset(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("name,low,high", [("tiny", 0.1e6, 0.5e6), ("small", 4.0e6, 5.0e6), ("large", 80e6, 150e6)])
+def test_presets_have_documented_sizes(name, low, high):
+    assert low <= AcousticModel(80, 29, **preset(name)).num_parameters() <= high
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"subsampling": "conv"}, {"rnn_type": "gru"}, {"projection_size": 32}, {"attention_heads": 4}],
+)
+def test_shapes_lengths_and_padding_invariance(options):
+    torch.manual_seed(0)
+    model = AcousticModel(80, 29, hidden_size=64, num_layers=2, dropout=0.0, **options).eval()
+    lengths = torch.tensor([100, 61, 7])
+    feats = torch.randn(3, 100, 80)
+    feats[torch.arange(100)[None, :] >= lengths[:, None]] = 0.0  # padded frames are zero, as FeatureExtractor makes them
+    logits, out_lengths = model(feats, lengths)
+    assert out_lengths.tolist() == [34, 21, 3]  # ceil(T / 3)
+    assert logits.shape == (3, 34, 29)
+    # padding must not change the outputs of a shorter utterance
+    alone, _ = model(feats[1:2, :61], lengths[1:2])
+    assert torch.allclose(logits[1, :21], alone[0], atol=1e-5)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="model.rnn_type"):
+        AcousticModel(80, 29, rnn_type="transformer")
+    with pytest.raises(ValueError, match="model.subsampling"):
+        AcousticModel(80, 29, subsampling="pool")

@@ -1,0 +1,152 @@
+"""Training: real (tiny) models on real espeak-ng speech."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from asr import train
+from asr.bundle import load_bundle
+from asr.data import read_manifest, write_manifest
+
+
+def overrides(speech_dir, out_dir, **extra):
+    """A tiny, fast, deterministic configuration over the 6-utterance fixture corpus."""
+    manifest = str(speech_dir / "manifest.jsonl")
+    args = {
+        "data.train_manifest": manifest, "data.dev_manifest": manifest, "data.num_workers": 0,
+        "data.max_batch_seconds": 8, "data.min_duration": 0.1, "model": "tiny", "out_dir": str(out_dir),
+        "features.freq_masks": 0, "features.time_masks": 0, "optim.lr": 3e-3, "optim.warmup_steps": 10,
+        "trainer.val_every": 1000, "trainer.save_every": 1000, "trainer.log_every": 5, "trainer.progress": False,
+        "trainer.num_threads": 1,
+    }
+    args.update(extra)
+    return [f"{k}={v}" for k, v in args.items()]
+
+
+def metrics(out_dir):
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_handful_of_utterances(speech_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(overrides(speech_dir, out, **{"trainer.max_steps": 400, "trainer.val_every": 50, "model.hidden_size": 128})) == 0
+    lines = metrics(out)
+    assert lines[0]["step"] == 50 and lines[-1]["step"] == 400
+    assert lines[-1]["train_loss"] < 0.25 * lines[0]["train_loss"]  # CTC loss falls clearly
+    best = min(line["dev_cer"] for line in lines)
+    assert best < 0.05, lines  # memorized: near-zero greedy CER on the training utterances
+    bundle = load_bundle(out / "best.pt")
+    assert bundle.provenance["dev_cer"] == best and bundle.provenance["steps"] in [line["step"] for line in lines]
+    assert (out / "last.pt").is_file() and any((out / "tb").iterdir())
+
+
+def test_resume_is_exact(speech_dir, tmp_path):
+    """2N steps straight == N steps, stop, resume, N more (same seed, CPU): identical weights."""
+    common = {"optim.min_lr_ratio": 1.0, "trainer.save_every": 6, "data.max_batch_seconds": 5,
+              "features.freq_masks": 2, "features.freq_mask_width": 10, "model.dropout": 0.2}  # RNG in use
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main(overrides(speech_dir, straight, **common, **{"trainer.max_steps": 12})) == 0
+    assert train.main(overrides(speech_dir, split, **common, **{"trainer.max_steps": 6})) == 0
+    assert train.main(overrides(speech_dir, split, **common, **{"trainer.max_steps": 12, "resume": "true"})) == 0
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(split / "last.pt", weights_only=True)
+    # the split run validated once more (when it stopped at step 6): only that counter may differ
+    same = {k: v for k, v in a["state"].items() if k != "stale_validations"}
+    assert same == {k: v for k, v in b["state"].items() if k != "stale_validations"}
+    assert a["state"]["step"] == 12 and a["state"]["epoch"] >= 1  # crossed an epoch boundary
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [m["step"] for m in metrics(split)] == [6, 12]
+
+
+def test_nonfinite_batches_are_skipped_and_counted(speech_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train.ctc_loss
+
+    def poisoned(logits, out_lengths, batch):
+        calls["n"] += 1
+        loss, tokens = real(logits, out_lengths, batch)
+        return (loss * float("nan"), tokens) if calls["n"] == 3 else (loss, tokens)
+
+    monkeypatch.setattr(train, "ctc_loss", poisoned)
+    out = tmp_path / "nan"
+    assert train.main(overrides(speech_dir, out, **{"trainer.max_steps": 5})) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["state"]["nonfinite_skipped"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def run_cli(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "asr.train", *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["data.train_manifest=/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: no such manifest file"),
+        (["model=enormous"], "Could not find 'model/enormous'"),
+        (["some/path.wav"], "asr.train takes only key=value overrides"),
+    ],
+)
+def test_bad_configs_give_one_line_errors(tmp_path, args, message):
+    result = run_cli(*args, f"out_dir={tmp_path}")
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_empty_and_unusable_manifests(speech_dir, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = run_cli(*overrides(speech_dir, tmp_path / "o", **{"data.train_manifest": empty}))
+    assert result.returncode == 1 and f"{empty}: manifest is empty" in result.stderr and "Traceback" not in result.stderr
+    entries = read_manifest(speech_dir / "manifest.jsonl")
+    for e in entries:
+        e.text = "x" * 500  # far more letters than frames
+    write_manifest(speech_dir / "impossible.jsonl", entries)
+    result = run_cli(*overrides(speech_dir, tmp_path / "o", **{"data.train_manifest": speech_dir / "impossible.jsonl"}))
+    assert result.returncode == 1 and "no usable utterances after filtering" in result.stderr
+    assert "6 transcript too long for its frames" in result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_continues(speech_dir, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = overrides(speech_dir, out, **{"trainer.max_steps": 100000})
+    proc = subprocess.Popen([sys.executable, "-m", "asr.train", *args], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not (out / "tb").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    step = torch.load(out / "last.pt", weights_only=True)["state"]["step"]
+    assert step > 0 and "stopped by SIGTERM" in err
+    result = run_cli(*overrides(speech_dir, out, **{"trainer.max_steps": step + 5, "resume": "true"}))
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {out / 'last.pt'} at step {step}" in result.stderr
+    assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == step + 5
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(speech_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "asr.train", *overrides(speech_dir, out, **{"trainer.max_steps": 8, "trainer.val_every": 4, "data.max_batch_seconds": 4})]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world 2" in result.stderr
+    assert [m["step"] for m in metrics(out)] == [4, 8]  # rank 0 alone writes
+    assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == 8
+    load_bundle(out / "best.pt")
