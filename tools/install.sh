@@ -9,7 +9,7 @@ mode=${1:-user}
 
 APT_USER="ffmpeg"
 APT_DEV="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-  fortunes wordnet-base bible-kjv-text sox
+  fortunes wordnet-base bible-kjv bible-kjv-text sox
   build-essential cmake libboost-program-options-dev libboost-system-dev libboost-thread-dev
   libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev"
 

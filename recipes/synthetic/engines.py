@@ -49,7 +49,6 @@ class VoiceInventory:
     seen: dict[str, list[str]] = field(default_factory=dict)
     unseen: dict[str, list[str]] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # family or voice → why it is not used
-    notes: dict[str, str] = field(default_factory=dict)  # family → one-line description
 
     def families(self) -> list[str]:
         """Families with at least one usable voice."""
@@ -57,7 +56,7 @@ class VoiceInventory:
 
 
 def family_of(voice: str) -> str:
-    """"espeak" for "espeak:en-us+m3"."""
+    """The engine family of a voice name: "espeak" for "espeak:en-us+m3"."""
     return voice.split(":", 1)[0]
 
 
@@ -246,14 +245,13 @@ def _hibari(item: dict) -> torch.Tensor:
 
 def colored_noise(n: int, color: str, rng: np.random.Generator) -> np.ndarray:
     """Unit-power noise of `n` samples: white, pink (1/f power) or brown (1/f² power)."""
-    white = rng.standard_normal(n)
-    if color == "white":
-        return white
-    slope = {"pink": 0.5, "brown": 1.0}[color]
-    spectrum = np.fft.rfft(white)
-    freqs = np.arange(len(spectrum), dtype=np.float64)
-    freqs[0] = 1.0
-    noise = np.fft.irfft(spectrum / freqs**slope, n)
+    noise = rng.standard_normal(n)
+    if color != "white":
+        slope = {"pink": 0.5, "brown": 1.0}[color]  # amplitude slope: power falls as 1/f^(2*slope)
+        spectrum = np.fft.rfft(noise)
+        freqs = np.arange(len(spectrum), dtype=np.float64)
+        freqs[0] = 1.0
+        noise = np.fft.irfft(spectrum / freqs**slope, n)
     return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
 
 

@@ -32,7 +32,9 @@ from tqdm import tqdm
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # engines.py and text_sources.py sit beside this script
 
-from engines import FAMILIES, VoiceInventory, family_of, find_voices, is_valid_wav, supports_pitch, synthesize_chunk  # noqa: E402
+from engines import (  # noqa: E402
+    FAMILIES, NOISE_COLORS, VoiceInventory, family_of, find_voices, is_valid_wav, supports_pitch, synthesize_chunk,
+)
 from text_sources import Sentence, load_sentences  # noqa: E402
 
 from asr.audio import audio_duration  # noqa: E402
@@ -41,7 +43,8 @@ from asr.data import Utterance, write_manifest  # noqa: E402
 
 CONF_DIR = HERE / "conf"
 SPLITS = ("train", "dev", "test", "test_unseen_voice")
-SENTENCE_POOL = {"train": "train", "dev": "dev", "test": "test", "test_unseen_voice": "test"}  # unseen voices read test sentences
+# the sentences each split reads: the unseen-voice test reads the test sentences
+SENTENCE_POOL = {"train": "train", "dev": "dev", "test": "test", "test_unseen_voice": "test"}
 MAX_ERRORS_SHOWN = 10
 
 
@@ -76,20 +79,20 @@ def weighted_round_robin(weights: dict[str, float]) -> Iterator[str]:
         yield best
 
 
-def _utterance(uid: str, split: str, sentence: Sentence, voice: str, cfg: DictConfig) -> dict:
+def _utterance(uid: str, split: str, sentence: Sentence, voice: str, cfg: dict) -> dict:
     """The planned utterance `uid`: engine parameters and augmentation drawn from an RNG seeded by (seed, uid)."""
-    rng = random.Random(f"{cfg.seed}:{uid}")
-    aug = cfg.augment
+    rng = random.Random(f"{cfg['seed']}:{uid}")
+    aug = cfg["augment"]
     draws = {  # always draw every number, in this order, so one setting never shifts the others
-        "speed": (rng.random() < aug.speed_prob, round(rng.uniform(*aug.speed_range), 3)),
-        "pitch": (rng.random() < aug.pitch_prob, round(rng.uniform(*aug.pitch_range), 3)),
-        "noise": (rng.random() < aug.noise_prob, rng.choice(("white", "pink", "brown"))),
-        "snr_db": (True, round(rng.uniform(*aug.noise_snr_db), 1)),
-        "telephone": (rng.random() < aug.telephone_prob, True),
+        "speed": (rng.random() < aug["speed_prob"], round(rng.uniform(*aug["speed_range"]), 3)),
+        "pitch": (rng.random() < aug["pitch_prob"], round(rng.uniform(*aug["pitch_range"]), 3)),
+        "noise": (rng.random() < aug["noise_prob"], rng.choice(NOISE_COLORS)),
+        "snr_db": (True, round(rng.uniform(*aug["noise_snr_db"]), 1)),
+        "telephone": (rng.random() < aug["telephone_prob"], True),
     }
     item = {"id": uid, "split": split, "text": sentence.text, "source": sentence.source, "voice": voice,
             "seed": rng.getrandbits(63)}
-    if split in aug.splits:
+    if split in aug["splits"]:
         for key in ("speed", "pitch", "noise", "telephone"):
             use, value = draws[key]
             if use and (key != "pitch" or supports_pitch(voice)):
@@ -102,14 +105,14 @@ def _utterance(uid: str, split: str, sentence: Sentence, voice: str, cfg: DictCo
 
 
 def plan_split(split: str, sentences: list[Sentence], voices: dict[str, list[str]], seconds: float,
-               cfg: DictConfig) -> list[dict]:
+               cfg: dict) -> list[dict]:
     """Utterances for one split until the planned duration reaches `seconds`.
 
     Sentences are taken in a seeded shuffled order (reshuffled when used up); engine families take
     turns by weight; the voice inside a family and the parameters come from the utterance's own RNG.
     The list for a larger `seconds` starts with the list for a smaller one.
     """
-    weights = {f: float(cfg.voices.weights.get(f, 0)) for f in voices if voices[f]}
+    weights = {f: float(cfg["voices"]["weights"].get(f, 0)) for f in voices if voices[f]}
     if not sentences or not any(weights.values()) or seconds <= 0:
         return []
     families = weighted_round_robin(weights)
@@ -120,28 +123,29 @@ def plan_split(split: str, sentences: list[Sentence], voices: dict[str, list[str
         i = len(items)
         if i % len(sentences) == 0:
             order = list(sentences)
-            random.Random(f"{cfg.seed}:{split}:pass{i // len(sentences)}").shuffle(order)
+            random.Random(f"{cfg['seed']}:{split}:pass{i // len(sentences)}").shuffle(order)
         sentence = order[i % len(sentences)]
         uid = f"{split}-{i:06d}"
         family = next(families)
-        voice = random.Random(f"{cfg.seed}:{uid}:voice").choice(voices[family])
+        voice = random.Random(f"{cfg['seed']}:{uid}:voice").choice(voices[family])
         item = _utterance(uid, split, sentence, voice, cfg)
-        total += len(sentence.text.split()) / cfg.text.words_per_second / item.get("speed", 1.0)
+        total += len(sentence.text.split()) / cfg["text"]["words_per_second"] / item.get("speed", 1.0)
         items.append(item)
     return items
 
 
-def build_plan(sentences: list[Sentence], inventory: VoiceInventory, cfg: DictConfig) -> list[dict]:
-    """Every utterance of every split; a pure function of (sentences, voices found, cfg)."""
+def build_plan(sentences: list[Sentence], inventory: VoiceInventory, cfg: dict) -> list[dict]:
+    """Every utterance of every split; a pure function of (sentences, voices found, cfg as plain types)."""
+    shares = dict(cfg["split"])
+    shares["train"] = 1.0 - sum(shares.values())
+    test_share = shares["test"] + shares["test_unseen_voice"]  # the unseen-voice split reads test sentences
     pools: dict[str, list[Sentence]] = defaultdict(list)
     for s in sentences:
-        pools[sentence_split(s.text, cfg.seed, cfg.split.dev, cfg.split.test + cfg.split.test_unseen_voice)].append(s)
-    shares = {"dev": cfg.split.dev, "test": cfg.split.test, "test_unseen_voice": cfg.split.test_unseen_voice}
-    shares["train"] = 1.0 - sum(shares.values())
+        pools[sentence_split(s.text, cfg["seed"], shares["dev"], test_share)].append(s)
     plan = []
     for split in SPLITS:
         voices = inventory.unseen if split == "test_unseen_voice" else inventory.seen
-        plan += plan_split(split, pools[SENTENCE_POOL[split]], voices, cfg.hours * 3600 * shares[split], cfg)
+        plan += plan_split(split, pools[SENTENCE_POOL[split]], voices, cfg["hours"] * 3600 * shares[split], cfg)
     return plan
 
 
@@ -158,6 +162,7 @@ def _work(args: tuple[list[dict], str]) -> dict:
     items, out_dir = args
     result = synthesize_chunk(items, Path(out_dir))
     result["count"] = len(items)
+    result["family"] = family_of(items[0]["voice"])
     return result
 
 
@@ -177,7 +182,7 @@ def make_chunks(todo: list[dict], chunk_size: int) -> list[list[dict]]:
 
 def synthesize(todo: list[dict], out_dir: Path, jobs: int, chunk_size: int) -> dict:
     """Synthesize `todo` over `jobs` processes with a progress bar; returns totals and errors by id."""
-    totals = {"done": 0, "seconds": 0.0, "errors": {}, "wall": 0.0}
+    totals = {"done": 0, "seconds": 0.0, "errors": {}, "wall": 0.0, "by_family": {}}
     if not todo:
         return totals
     start = time.perf_counter()
@@ -201,6 +206,9 @@ def _add(totals: dict, result: dict, bar: tqdm) -> None:
     totals["done"] += result["done"]
     totals["seconds"] += result["seconds"]
     totals["errors"].update(result["errors"])
+    family = totals["by_family"].setdefault(result["family"], [0.0, 0.0])  # audio seconds, worker seconds
+    family[0] += result["seconds"]
+    family[1] += result["wall"]
     bar.update(result["count"])
     bar.set_postfix(audio_h=f"{totals['seconds'] / 3600:.2f}", failed=len(totals["errors"]), refresh=False)
 
@@ -217,7 +225,8 @@ def augment_record(item: dict) -> dict:
 
 
 def write_manifests(plan: list[dict], out_dir: Path) -> dict[str, list[Utterance]]:
-    """Write `<split>.jsonl` for every split with at least one finished file; returns the entries."""
+    """Write `<split>.jsonl` for every split with at least one finished file (removing an older manifest of a
+    split that has none now); returns the entries."""
     entries: dict[str, list[Utterance]] = {}
     for split in SPLITS:
         rows = []
@@ -229,6 +238,8 @@ def write_manifests(plan: list[dict], out_dir: Path) -> dict[str, list[Utterance
         if rows:
             write_manifest(out_dir / f"{split}.jsonl", rows)
             entries[split] = rows
+        else:
+            (out_dir / f"{split}.jsonl").unlink(missing_ok=True)
     return entries
 
 
@@ -246,7 +257,7 @@ def summarize(cfg: DictConfig, plan: list[dict], entries: dict[str, list[Utteran
     engines = {}
     for f in FAMILIES:
         voices = inventory.seen.get(f, []) + inventory.unseen.get(f, [])
-        engines[f] = f"ok: {len(voices)} voices" if voices else f"MISSING: {inventory.problems.get(f, 'no voices')}"
+        engines[f] = f"ok: {len(voices)} voices" if voices else f"skipped: {inventory.problems.get(f, 'no voices')}"
     speed = run["seconds"] / run["wall"] if run["wall"] else None
     return {
         "out_dir": str(cfg.out_dir), "seed": cfg.seed, "hours_requested": cfg.hours,
@@ -260,7 +271,9 @@ def summarize(cfg: DictConfig, plan: list[dict], entries: dict[str, list[Utteran
         "run": {"synthesized": run["done"], "skipped_existing": skipped, "failed": len(run["errors"]),
                 "audio_seconds": round(run["seconds"], 2), "synthesis_wall_seconds": round(run["wall"], 2),
                 "audio_seconds_per_wall_second": round(speed, 2) if speed else None,
-                "total_wall_seconds": round(wall, 2), "jobs": cfg.jobs, "stale_wav_files": stale},
+                "total_wall_seconds": round(wall, 2), "jobs": cfg.jobs, "stale_wav_files": stale,
+                "audio_seconds_per_worker_second_by_family": {
+                    f: round(a / w, 1) for f, (a, w) in sorted(run["by_family"].items()) if w}},
     }
 
 
@@ -276,9 +289,12 @@ def print_summary(summary: dict) -> None:
           f"{run['synthesis_wall_seconds']:.1f} s with {run['jobs']} job(s)"
           + (f": {speed:.1f} audio seconds per wall second" if speed else "")
           + f"; skipped {run['skipped_existing']} existing; failed {run['failed']}; total {run['total_wall_seconds']:.1f} s")
+    per_family = run["audio_seconds_per_worker_second_by_family"]
+    if per_family:
+        print("audio seconds per worker second: " + ", ".join(f"{f} {v:.0f}" for f, v in per_family.items()))
     for family, state in summary["engines"].items():
-        if state.startswith("MISSING"):
-            print(f"engine {family} was skipped: {state}")
+        if state.startswith("skipped"):
+            print(f"engine {family} was {state}")
     for source, why in summary["text_sources_missing"].items():
         print(f"text source {source} was skipped: {why}")
     if run["stale_wav_files"]:
@@ -340,7 +356,7 @@ def main(argv: list[str]) -> int:
     counts = Counter(s.source for s in sentences)
     print(f"sentences: {len(sentences)} ({', '.join(f'{n} {src}' for src, n in counts.items())})")
 
-    plan = build_plan(sentences, inventory, cfg)
+    plan = build_plan(sentences, inventory, OmegaConf.to_container(cfg, resolve=True))
     for tmp in out_dir.glob("wav/*/.*.tmp.wav"):
         tmp.unlink()  # left by an interrupted run
     todo = [it for it in plan if not is_valid_wav(out_dir / it["path"])]

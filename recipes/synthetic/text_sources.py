@@ -30,7 +30,7 @@ INSTALL_HINT = {
     "kjv": "apt-get install bible-kjv bible-kjv-text",
 }
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[.!?;:][\"')\]])\s+")
 _ATTRIBUTION = re.compile(r"^\s*--\s")  # "\t\t-- Mark Twain"
 _NUMBERING = re.compile(r"^\s*\(?\d+[).]\s+")  # "(1) ..." or "2. ..." list items
 _BIBLE_REF = re.compile(r"^[1-3]?[A-Za-z]+\d+:\d+\s+")  # "Ge1:1 " at the start of each verse
@@ -57,7 +57,9 @@ def fortune_passages(folder: Path = FORTUNES_DIR) -> Iterator[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
         for entry in text.split("\n%\n"):
             lines = [_NUMBERING.sub("", line) for line in entry.splitlines() if not _ATTRIBUTION.match(line)]
-            yield " ".join(lines)
+            passage = " ".join(" ".join(lines).split())
+            if passage:
+                yield passage
 
 
 def wordnet_passages(folder: Path = WORDNET_DIR) -> Iterator[str]:
@@ -91,8 +93,10 @@ def split_sentences(passage: str) -> list[str]:
 
 def clean_sentence(raw: str, min_words: int, max_words: int) -> str | None:
     """The normalized text of `raw`, or None when it is not plain prose of min_words..max_words words."""
-    text = unicodedata.normalize("NFKD", raw.translate(_QUOTES))
-    text = " ".join("".join(c for c in text if not unicodedata.combining(c)).split())
+    text = raw.translate(_QUOTES)
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = " ".join(text.split())
     if not text or not _ALLOWED.match(text) or _ACRONYM.search(text):
         return None
     spoken = normalize_text(text)

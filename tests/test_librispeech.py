@@ -1,0 +1,224 @@
+"""The LibriSpeech recipe: manifests from the standard layout (a fake tree of espeak-ng FLACs) and the
+resumable, checksummed download (against a local HTTP server with Range support)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import importlib.util
+import io
+import json
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from conftest import synthesize
+
+from asr.config import UsageError
+from asr.data import read_manifest
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "librispeech"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare = _load("librispeech_prepare", RECIPE / "prepare.py")
+download = _load("librispeech_download", RECIPE / "download.py")
+
+# subset → {utterance id: transcript as written in LibriSpeech}; None: the line has no audio file
+TREE = {
+    "dev-clean": {
+        "1272-128104-0000": "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES",
+        "1272-128104-0001": "NOR IS MISTER QUILTER'S MANNER LESS INTERESTING",
+        "1272-128104-0002": None,
+        "2277-149896-0000": "HE WAS 2 YEARS OLD",
+        "2277-149896-0001": "--",
+    },
+    "train-clean-100": {"19-198-0000": "NORTHANGER ABBEY"},
+    "train-clean-360": {"14-208-0000": "CHAPTER ONE"},
+    "train-other-500": {"20-205-0000": "THE GREAT GATSBY"},
+}
+
+
+@pytest.fixture(scope="module")
+def libri_tree(tmp_path_factory) -> Path:
+    """data/download/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac + .trans.txt"""
+    data = tmp_path_factory.mktemp("libri")
+    for subset, utts in TREE.items():
+        for uid, text in utts.items():
+            spk, chapter, _ = uid.split("-")
+            folder = data / "download" / "LibriSpeech" / subset / spk / chapter
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / f"{spk}-{chapter}.trans.txt").open("a") as f:
+                f.write(f"{uid} {text or 'THIS LINE HAS NO AUDIO'}\n")
+            if text is not None:
+                synthesize(text.lower() if text != "--" else "silence", folder / f"{uid}.flac", speed=260)
+    return data
+
+
+def test_prepare_builds_manifests_from_the_layout(libri_tree, capsys):
+    argv = [f"corpus_dir={libri_tree / 'download' / 'LibriSpeech'}", f"out_dir={libri_tree}", "jobs=2"]
+    assert prepare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1272-128104-0002.flac: no such file" in out and "2277-149896-0001: empty transcript" in out
+    assert "dev-other: not found" in out
+
+    dev = read_manifest(libri_tree / "dev-clean.jsonl", check_files=True)
+    assert [Path(e.audio_filepath).name for e in dev] == ["1272-128104-0000.flac", "1272-128104-0001.flac",
+                                                          "2277-149896-0000.flac"]
+    assert [e.text for e in dev] == ["mister quilter is the apostle of the middle classes",
+                                     "nor is mister quilter's manner less interesting", "he was two years old"]
+    assert [e.extra["speaker"] for e in dev] == ["1272", "1272", "2277"]
+    for e in dev:
+        assert abs(e.duration - sf.info(e.audio_filepath).duration) < 1e-3
+    first = json.loads((libri_tree / "dev-clean.jsonl").read_text().splitlines()[0])
+    assert first["audio_filepath"] == "download/LibriSpeech/dev-clean/1272/128104/1272-128104-0000.flac"
+
+    train = read_manifest(libri_tree / "train-960.jsonl", check_files=True)
+    assert [e.extra["speaker"] for e in train] == ["19", "14", "20"]
+
+    assert prepare.main(argv + ["strict=true"]) == 1  # skipped utterances fail a strict run
+
+
+def test_prepare_reports_missing_parts_and_bad_folders(libri_tree, tmp_path, capsys):
+    corpus = libri_tree / "download" / "LibriSpeech"
+    assert prepare.main([f"corpus_dir={corpus}", f"out_dir={tmp_path}", "subsets=[train-clean-100]"]) == 0
+    assert "train-960: not written, missing train-clean-360, train-other-500" in capsys.readouterr().out
+    assert not (tmp_path / "train-960.jsonl").exists()
+    with pytest.raises(UsageError, match="is not a folder"):
+        prepare.main([f"corpus_dir={tmp_path / 'nowhere'}", f"out_dir={tmp_path}"])
+    with pytest.raises(UsageError, match="no subset"):
+        prepare.main([f"corpus_dir={corpus}", f"out_dir={tmp_path}", "subsets=[dev-other]"])
+
+
+# ---------------------------------------------------------------------------------------------- download
+
+class _RangeServer(http.server.ThreadingHTTPServer):
+    files: dict[str, bytes]
+    honor_range = True
+    cut_after: int | None = None  # close the connection after this many body bytes (once)
+    requests: list[tuple[str, str | None]]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _RangeServer
+
+    def do_GET(self) -> None:  # noqa: N802
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        data = srv.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start, wanted = 0, self.headers.get("Range")
+        if wanted and srv.honor_range:
+            start = int(wanted.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.cut_after is not None:
+            body, srv.cut_after = body[: srv.cut_after], None
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    srv = _RangeServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.requests = {}, []
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _url(srv: _RangeServer, path: str) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}{path}"
+
+
+PAYLOAD = bytes(range(256)) * 3000  # 768 kB
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_fetch_downloads_and_checks_md5(server, tmp_path):
+    server.files["/a.tar.gz"] = PAYLOAD
+    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "a.tar.gz.part").exists()
+    download.fetch(_url(server, "/a.tar.gz"), dest, PAYLOAD_MD5)  # already there with the right sum: no request
+    assert len(server.requests) == 1
+
+
+def test_fetch_resumes_a_partial_file_with_a_range_request(server, tmp_path):
+    server.files["/a.tar.gz"] = PAYLOAD
+    (tmp_path / "a.tar.gz.part").write_bytes(PAYLOAD[:100_000])
+    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
+    assert server.requests == [("/a.tar.gz", "bytes=100000-")] and dest.read_bytes() == PAYLOAD
+
+
+def test_fetch_retries_a_cut_transfer_from_where_it_stopped(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    server.files["/a.tar.gz"], server.cut_after = PAYLOAD, 300_000
+    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5, retries=3)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == [("/a.tar.gz", None), ("/a.tar.gz", "bytes=300000-")]
+
+
+def test_fetch_restarts_when_the_server_ignores_range(server, tmp_path):
+    server.files["/a.tar.gz"], server.honor_range = PAYLOAD, False
+    (tmp_path / "a.tar.gz.part").write_bytes(b"x" * 5000)
+    assert download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5).read_bytes() == PAYLOAD
+
+
+def test_fetch_rejects_a_bad_checksum_and_a_missing_file(server, tmp_path):
+    server.files["/a.tar.gz"] = PAYLOAD
+    (tmp_path / "a.tar.gz.part").write_bytes(b"corrupt" * 1000)  # a wrong prefix: the resumed file cannot match
+    with pytest.raises(download.DownloadError, match="does not match"):
+        download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
+    assert not (tmp_path / "a.tar.gz.part").exists() and not (tmp_path / "a.tar.gz").exists()
+    with pytest.raises(download.DownloadError, match="HTTP 404"):
+        download.fetch(_url(server, "/missing.tar.gz"), tmp_path / "m.tar.gz", PAYLOAD_MD5)
+
+
+def _tarball() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in [("LibriSpeech/README.TXT", "fake"), ("LibriSpeech/dev-clean/1/2/1-2.trans.txt", "1-2-0000 HI")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+def test_download_subset_extracts_once(server, tmp_path, monkeypatch, capsys):
+    archive = _tarball()
+    server.files["/12/dev-clean.tar.gz"] = archive
+    monkeypatch.setitem(download.SUBSETS, "dev-clean", ("12", hashlib.md5(archive).hexdigest()))
+    mirror = _url(server, "")
+    folder = download.download_subset("dev-clean", tmp_path, mirror, keep_archive=False, retries=1)
+    assert (folder / "1" / "2" / "1-2.trans.txt").read_text() == "1-2-0000 HI"
+    assert (folder / download.EXTRACTED_MARK).exists() and not (tmp_path / "dev-clean.tar.gz").exists()
+    download.download_subset("dev-clean", tmp_path, mirror, keep_archive=False, retries=1)
+    assert len(server.requests) == 1 and "already extracted" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="unknown subset"):
+        download.main(["subsets=[dev-dirty]"])

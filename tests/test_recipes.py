@@ -1,0 +1,268 @@
+"""The synthetic corpus recipe (recipes/synthetic): text sources, plan, augmentation, and a tiny corpus end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.data import read_manifest
+from asr.text import normalize_text
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "synthetic"
+SPLITS = ("train", "dev", "test", "test_unseen_voice")
+# ~40 utterances: shares large enough that every held-out split gets several
+TINY = ["hours=0.04", "seed=0", "jobs=1", "split.dev=0.15", "split.test=0.15", "split.test_unseen_voice=0.15",
+        "augment.noise_prob=0.5", "augment.telephone_prob=0.3"]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare = _load("synthetic_prepare", RECIPE / "prepare.py")  # also puts engines, text_sources on sys.path
+import engines  # noqa: E402
+import text_sources  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+
+def _cfg(*overrides: str) -> dict:
+    return OmegaConf.to_container(prepare.load_config("prepare", list(overrides), config_dir=prepare.CONF_DIR))
+
+
+def _inventory() -> engines.VoiceInventory:
+    return engines.VoiceInventory(
+        seen={"espeak": ["espeak:en-us", "espeak:en-gb+f2"], "flite": ["flite:kal16"], "hibari": ["hibari:heart"]},
+        unseen={"flite": ["flite:slt"], "festival": ["festival:cmu_us_slt_arctic_hts"]},
+    )
+
+
+SENTENCES = [text_sources.Sentence(f"sentence number {normalize_text(str(i))} is here", "fortunes") for i in range(400)]
+
+
+# ---------------------------------------------------------------------------------------------- text
+
+def test_clean_sentence_keeps_prose_and_normalizes():
+    assert text_sources.clean_sentence("It cost $5, said O'Brien.", 3, 20) == "it cost five dollars said o'brien"
+    assert text_sources.clean_sentence("In the beginning God created", 3, 20) == "in the beginning god created"
+
+
+@pytest.mark.parametrize("raw", [
+    "Two words",                                  # too short
+    " ".join(["word"] * 21),                      # too long
+    "The FBI said nothing at all",                # acronym: the engine would spell it
+    "Mr Smith went to town today",                # abbreviation without a vowel
+    "see e.g. the manual for details",            # stray letters
+    "print(x) # prints the value of x",           # code
+    "visit http://example.com for more",          # markup
+])
+def test_clean_sentence_rejects(raw):
+    assert text_sources.clean_sentence(raw, 3, 20) is None
+
+
+def test_split_sentences():
+    parts = text_sources.split_sentences('He said "Go home." Then he left; she stayed! Why? Because.')
+    assert parts == ['He said "Go home."', "Then he left;", "she stayed!", "Why?", "Because."]
+
+
+def test_fortune_and_wordnet_readers(tmp_path):
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    (fortunes / "wisdom").write_text("A dream will always triumph over reality.\n\t\t-- Stanislaw Lem\n%\n"
+                                     "(1) Avoid fried meats.\n(2) Keep moving.\n%\n")
+    (fortunes / "wisdom.dat").write_bytes(b"\0\1")
+    (fortunes / "ascii-art").write_text("/\\_/\\\n%\n")
+    assert list(text_sources.fortune_passages(fortunes)) == [
+        "A dream will always triumph over reality.", "Avoid fried meats. Keep moving."]
+    wordnet = tmp_path / "wordnet"
+    wordnet.mkdir()
+    (wordnet / "data.noun").write_text('  1 licence header "quoted"\n00002684 03 n 02 object 0 | a thing; '
+                                       '"it was full of rackets"; "the team is a unit"\n')
+    for part in ("verb", "adj", "adv"):
+        (wordnet / f"data.{part}").write_text("")
+    assert list(text_sources.wordnet_passages(wordnet)) == ["it was full of rackets", "the team is a unit"]
+
+
+def test_load_sentences_reports_missing_sources(tmp_path):
+    sentences, missing = text_sources.load_sentences(["fortunes", "kjv"], 3, 20, fortunes_dir=tmp_path / "none",
+                                                     bible_command="no-such-bible-reader")
+    assert sentences == []
+    assert "not found" in missing["fortunes"] and "not installed" in missing["kjv"]
+
+
+@pytest.mark.skipif(shutil.which("bible") is None, reason="bible-kjv is not installed")
+def test_bible_reader():
+    first = next(text_sources.bible_passages())
+    assert first == "In the beginning God created the heaven and the earth."
+
+
+# ---------------------------------------------------------------------------------------------- plan
+
+def test_plan_is_a_pure_function_of_seed_and_hours():
+    cfg = _cfg("hours=0.2")
+    plan = prepare.build_plan(SENTENCES, _inventory(), cfg)
+    assert plan == prepare.build_plan(SENTENCES, _inventory(), _cfg("hours=0.2"))
+    other = prepare.build_plan(SENTENCES, _inventory(), _cfg("hours=0.2", "seed=1"))
+    assert [it["path"] for it in other] != [it["path"] for it in plan]
+    more = prepare.build_plan(SENTENCES, _inventory(), _cfg("hours=0.4"))
+    for split in SPLITS:  # more hours only adds utterances: a finished smaller corpus is reused
+        small = [it for it in plan if it["split"] == split]
+        assert small == [it for it in more if it["split"] == split][: len(small)]
+
+
+def test_plan_splits_sentences_and_reserves_unseen_voices():
+    plan = prepare.build_plan(SENTENCES, _inventory(), _cfg("hours=0.3", "split.dev=0.1", "split.test=0.1"))
+    texts = {s: {it["text"] for it in plan if it["split"] == s} for s in SPLITS}
+    assert all(texts.values())
+    assert not texts["train"] & (texts["dev"] | texts["test"] | texts["test_unseen_voice"])
+    assert not texts["dev"] & (texts["test"] | texts["test_unseen_voice"])
+    unseen = {"flite:slt", "festival:cmu_us_slt_arctic_hts"}
+    for it in plan:
+        assert (it["voice"] in unseen) == (it["split"] == "test_unseen_voice")
+        assert ("pitch" not in it) or engines.supports_pitch(it["voice"])
+    assert {engines.family_of(it["voice"]) for it in plan if it["split"] == "train"} == {"espeak", "flite", "hibari"}
+    assert len({it["path"] for it in plan}) == len(plan)
+
+
+def test_weighted_round_robin_interleaves():
+    picks = prepare.weighted_round_robin({"a": 0.5, "b": 0.25, "c": 0.25, "off": 0})
+    first = [next(picks) for _ in range(8)]
+    assert set(first[:3]) == {"a", "b", "c"} and first.count("a") == 4 and "off" not in first
+
+
+def test_sentence_split_shares():
+    splits = [prepare.sentence_split(f"text {i}", 0, 0.1, 0.2) for i in range(20000)]
+    assert abs(splits.count("dev") / 20000 - 0.1) < 0.01 and abs(splits.count("test") / 20000 - 0.2) < 0.01
+    assert splits == [prepare.sentence_split(f"text {i}", 0, 0.1, 0.2) for i in range(20000)]
+
+
+# ---------------------------------------------------------------------------------------------- augmentation
+
+def _band_energy(wave: torch.Tensor, lo: float, hi: float) -> float:
+    spectrum = np.abs(np.fft.rfft(wave.numpy())) ** 2
+    freqs = np.fft.rfftfreq(len(wave), 1 / 16000)
+    return float(spectrum[(freqs >= lo) & (freqs < hi)].sum() / spectrum.sum())
+
+
+def test_telephone_keeps_300_to_3400_hz():
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32)) * 0.1
+    phone = engines.telephone(noise)
+    assert phone.shape == noise.shape
+    assert _band_energy(noise, 4000, 8000) > 0.4 and _band_energy(phone, 4000, 8000) < 0.01
+    assert _band_energy(phone, 0, 150) < 0.01 and _band_energy(phone, 500, 3000) > 0.8
+
+
+@pytest.mark.parametrize("color", engines.NOISE_COLORS)
+def test_add_noise_hits_the_snr(color):
+    rng = np.random.default_rng(1)
+    clean = torch.sin(torch.arange(32000) * 0.05) * 0.3
+    noisy = engines.add_noise(clean, 12.0, color, rng)
+    snr = 10 * torch.log10(clean.pow(2).mean() / (noisy - clean).pow(2).mean())
+    assert abs(float(snr) - 12.0) < 0.05
+
+
+def test_augment_is_reproducible_and_bounded():
+    wave = torch.sin(torch.arange(16000) * 0.05) * 0.9
+    item = {"seed": 42, "noise": "pink", "snr_db": 3.0, "telephone": True}
+    a, b = engines.augment(wave, item), engines.augment(wave, item)
+    assert torch.equal(a, b) and float(a.abs().max()) <= engines.PEAK + 1e-6
+
+
+def test_missing_engine_is_reported(monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(engines.shutil, "which", lambda name: None if name == "flite" else real_which(name))
+    cfg = _cfg()["voices"]
+    cfg["weights"] = {"espeak": 0, "flite": 1, "festival": 0, "hibari": 0}
+    inventory = engines.find_voices(cfg)
+    assert "flite is not installed" in inventory.problems["flite"] and not inventory.families()
+    assert inventory.problems["espeak"] == "disabled (weight 0)"
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(RECIPE / "prepare.py"), f"out_dir={out_dir}", *TINY, *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    _prepare(out)
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_corpus_end_to_end(tiny_corpus):
+    summary = json.loads((tiny_corpus / "summary.json").read_text())
+    inventory = engines.find_voices(_cfg()["voices"])
+    manifests = {s: read_manifest(tiny_corpus / f"{s}.jsonl", check_files=True) for s in SPLITS}
+    assert 30 <= sum(map(len, manifests.values())) <= 60
+    assert summary["run"]["failed"] == 0 and summary["run"]["synthesized"] == sum(map(len, manifests.values()))
+
+    for entries in manifests.values():
+        for e in entries:
+            info = sf.info(e.audio_filepath)
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert abs(info.frames / info.samplerate - e.duration) < 1e-3
+            assert normalize_text(e.text) == e.text and e.text
+            assert set(e.extra) == {"voice", "source", "augment"}
+
+    families = {engines.family_of(e.extra["voice"]) for entries in manifests.values() for e in entries}
+    assert families == set(inventory.families())  # every engine installed here is in the corpus
+    train_families = {engines.family_of(e.extra["voice"]) for e in manifests["train"]}
+    assert train_families == {f for f in inventory.families() if inventory.seen.get(f)}
+
+    unseen = {v for voices in inventory.unseen.values() for v in voices}
+    assert unseen, "no slt voice installed (flite slt or festival cmu_us_slt_arctic_hts)"
+    for split, entries in manifests.items():
+        for e in entries:
+            assert (e.extra["voice"] in unseen) == (split == "test_unseen_voice"), (split, e.extra["voice"])
+            assert ("slt" in e.extra["voice"]) == (split == "test_unseen_voice")
+
+    texts = {s: {e.text for e in entries} for s, entries in manifests.items()}
+    assert not texts["train"] & (texts["dev"] | texts["test"] | texts["test_unseen_voice"])
+    assert not texts["dev"] & (texts["test"] | texts["test_unseen_voice"])
+
+    augments = [e.extra["augment"] for entries in manifests.values() for e in entries]
+    assert any("noise_snr_db" in a for a in augments) and any(a.get("telephone") for a in augments)
+    assert any("speed" in a for a in augments) and any("pitch" in a for a in augments)
+    assert summary["splits"]["train"]["hours"] > 0 and summary["run"]["audio_seconds_per_wall_second"] > 0
+
+
+@pytest.mark.slow
+def test_tiny_corpus_resume(tiny_corpus):
+    wavs = sorted(tiny_corpus.glob("wav/*/*.wav"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in wavs}
+    manifests = {s: (tiny_corpus / f"{s}.jsonl").read_text() for s in SPLITS}
+
+    proc = _prepare(tiny_corpus)  # a re-run is a no-op that skips every file
+    run = json.loads((tiny_corpus / "summary.json").read_text())["run"]
+    assert run["synthesized"] == 0 and run["skipped_existing"] == len(wavs), proc.stdout
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in wavs} == before
+    assert {s: (tiny_corpus / f"{s}.jsonl").read_text() for s in SPLITS} == manifests
+
+    wavs[0].unlink()  # a lost file and a truncated one are made again, bit for bit
+    wavs[-1].write_bytes(before[wavs[-1]][1][:30])
+    _prepare(tiny_corpus)
+    run = json.loads((tiny_corpus / "summary.json").read_text())["run"]
+    assert run["synthesized"] == 2 and run["skipped_existing"] == len(wavs) - 2
+    assert wavs[0].read_bytes() == before[wavs[0]][1] and wavs[-1].read_bytes() == before[wavs[-1]][1]
+    assert {s: (tiny_corpus / f"{s}.jsonl").read_text() for s in SPLITS} == manifests
