@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -33,15 +34,39 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return paths, overrides
 
 
-def load_config(name: str, overrides: list[str], config_dir: str | Path = CONF_DIR) -> DictConfig:
-    """Compose `<config_dir>/<name>.yaml` with `overrides`; raises UsageError with Hydra's message on failure."""
+def load_config(name: str, overrides: list[str], config_dir: str | Path = CONF_DIR,
+                plain_keys: tuple[str, ...] = ()) -> DictConfig:
+    """Compose `<config_dir>/<name>.yaml` with `overrides`; raises UsageError with Hydra's message on failure.
+
+    `plain_keys` are top-level keys whose overrides are set as values after composing: Hydra would
+    read `model=exp/best.pt` as a choice in the `conf/model/` group of training presets, but for
+    transcribe and evaluate `model` is a path.
+    """
+    plain = {k: v for k, _, v in (o.partition("=") for o in overrides) if k in plain_keys}
+    overrides = [o for o in overrides if o.partition("=")[0] not in plain]
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3", job_name=name):
             cfg = compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UsageError(str(err).strip().splitlines()[0]) from None
+        raise UsageError(" ".join(str(err).split())) from None
     OmegaConf.set_readonly(cfg, False)
+    for key, value in plain.items():
+        cfg[key] = None if value in ("", "null") else value
     return cfg
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """A `device` config value (auto | cpu | cuda) → a torch device; auto prefers cuda:<local_rank>."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("device=cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise UsageError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
 
 
 def fail(message: str, status: int = 1) -> NoReturn:
@@ -50,14 +75,22 @@ def fail(message: str, status: int = 1) -> NoReturn:
     sys.exit(status)
 
 
+def one_line(err: BaseException) -> str:
+    """The message of an expected error as one line (a DataLoader worker wraps it in a traceback)."""
+    message = str(err).strip()
+    if "Original Traceback" in message:  # torch's ExceptionWrapper: the last line is "module.Type: message"
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(message.split())
+
+
 def run_main(main: Callable[[list[str]], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
     """Run an entry point; UsageError and the given expected error types become one-line errors."""
     try:
         status = main(sys.argv[1:])
     except UsageError as err:
-        fail(str(err), 2)
+        fail(one_line(err), 2)
     except (OSError, OmegaConfBaseException, *errors) as err:
-        fail(str(err))
+        fail(one_line(err))
     except KeyboardInterrupt:
         fail("interrupted", 130)
     sys.exit(status or 0)

@@ -156,9 +156,12 @@ def filter_utterances(
 
 
 class SpeechDataset(Dataset):
-    """Utterances read lazily: item i is (waveform at `sample_rate`, target ids, i)."""
+    """Utterances read lazily: item i is (waveform at `sample_rate`, target ids, i).
 
-    def __init__(self, entries: list[Utterance], tokenizer: Tokenizer, sample_rate: int = SAMPLE_RATE) -> None:
+    With `tokenizer=None` (evaluation) the targets are empty and transcripts are not encoded.
+    """
+
+    def __init__(self, entries: list[Utterance], tokenizer: Tokenizer | None, sample_rate: int = SAMPLE_RATE) -> None:
         self.entries = entries
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
@@ -169,7 +172,8 @@ class SpeechDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         e = self.entries[i]
         wave = load_audio(e.audio_filepath, self.sample_rate, e.offset, e.duration if e.offset else None)
-        return wave, torch.tensor(self.tokenizer.encode(e.text), dtype=torch.long), i
+        ids = self.tokenizer.encode(e.text) if self.tokenizer is not None else []
+        return wave, torch.tensor(ids, dtype=torch.long), i
 
     @property
     def durations(self) -> list[float]:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 import asr
 from asr.audio import AudioError
 from asr.bundle import Recognizer, build_recognizer, save_bundle
-from asr.config import UsageError, load_config, run_main, split_args
+from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import (
     BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
 )
@@ -78,19 +78,6 @@ def setup_distributed(device_kind: str) -> Distributed:
     dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
     return Distributed(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world)
 
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """trainer.device → a torch device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("trainer.device=cuda but no CUDA device is available")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise UsageError(f"trainer.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
@@ -141,11 +128,13 @@ def ctc_loss(logits: torch.Tensor, out_lengths: torch.Tensor, batch: dict) -> tu
     return loss, batch["target_lengths"].sum()
 
 
-def load_split(manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float, data: DictConfig) -> list[Utterance]:
+def load_split(manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float, data: DictConfig,
+               verbose: bool = True) -> list[Utterance]:
     """Read a manifest and filter it, printing what was dropped and why."""
     entries = read_manifest(manifest)
     kept, report = filter_utterances(entries, tokenizer, frame_rate, data.min_duration, data.max_duration)
-    print(f"{role} {manifest}: {report}", file=sys.stderr)
+    if verbose:
+        print(f"{role} {manifest}: {report}", file=sys.stderr)
     if not kept:
         raise ManifestError(f"{manifest}: no usable utterances after filtering ({report})")
     return kept
@@ -251,8 +240,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"{last_path} was trained with another features/model config; resume with the same one")
     recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
     frame_rate = recognizer.output_frame_rate
-    train = load_split(cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data)
-    dev = load_split(cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data)
+    train = load_split(cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data, world.main)
+    dev = load_split(cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]
     if recognizer.features.normalize == "global" and not checkpoint:

@@ -37,14 +37,21 @@ def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) ->
 
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory) -> Path:
-    """A folder of espeak-ng utterances with `manifest.jsonl` (relative paths)."""
+    """A folder of espeak-ng utterances: `manifest.jsonl` lists the six of them (relative paths);
+    `train.jsonl` adds a copy of each with 0.2-0.5 s of extra silence before and after, so that a
+    model trained on it does not depend on exactly where its input starts and ends."""
     root = tmp_path_factory.mktemp("speech")
     (root / "wav").mkdir()
-    entries = []
+    entries, padded = [], []
     for i, (text, voice) in enumerate(SENTENCES):
         wav = synthesize(text, root / "wav" / f"utt{i:02d}.wav", voice)
-        entries.append(Utterance(str(wav), len(load_audio(wav)) / 16000, text, extra={"voice": voice}))
+        audio = load_audio(wav)
+        entries.append(Utterance(str(wav), len(audio) / 16000, text, extra={"voice": voice}))
+        lead, trail = torch.zeros(int((0.2 + 0.1 * (i % 3)) * 16000)), torch.zeros(int((0.3 + 0.1 * (i % 2)) * 16000))
+        save_audio(root / "wav" / f"pad{i:02d}.wav", torch.cat([lead, audio, trail]))
+        padded.append(Utterance(str(root / "wav" / f"pad{i:02d}.wav"), (len(lead) + len(audio) + len(trail)) / 16000, text))
     write_manifest(root / "manifest.jsonl", entries)
+    write_manifest(root / "train.jsonl", entries + padded)
     return root
 
 
@@ -52,3 +59,36 @@ def speech_dir(tmp_path_factory) -> Path:
 def speech_wav(speech_dir) -> Path:
     """One real utterance: 'the cat sat on the mat'."""
     return speech_dir / "wav" / "utt00.wav"
+
+
+def tiny_train_overrides(manifest: Path, out_dir: Path, **extra) -> list[str]:
+    """A tiny, fast, deterministic training configuration over a small manifest (train = dev)."""
+    args = {
+        "data.train_manifest": manifest, "data.dev_manifest": manifest, "data.num_workers": 0,
+        "data.max_batch_seconds": 8, "data.min_duration": 0.1, "model": "tiny", "out_dir": out_dir,
+        "features.freq_masks": 0, "features.time_masks": 0, "optim.lr": 3e-3, "optim.warmup_steps": 10,
+        "trainer.val_every": 1000, "trainer.save_every": 1000, "trainer.log_every": 5, "trainer.progress": False,
+        "trainer.num_threads": 1,
+    }
+    args.update(extra)
+    return [f"{k}={v}" for k, v in args.items()]
+
+
+@pytest.fixture(scope="session")
+def trained_run(speech_dir, tmp_path_factory) -> Path:
+    """out_dir of a tiny model trained 400 steps on the fixture utterances (and padded copies) until it has memorized them."""
+    from asr import train
+
+    out = tmp_path_factory.mktemp("trained")
+    overrides = tiny_train_overrides(speech_dir / "manifest.jsonl", out, **{
+        "data.train_manifest": speech_dir / "train.jsonl",
+        "trainer.max_steps": 400, "trainer.val_every": 50, "model.hidden_size": 128,
+        "features.normalize": "global"})  # global CMVN: padding a segment with silence does not shift its features
+    assert train.main(overrides) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(trained_run) -> Path:
+    """A model bundle that transcribes the fixture utterances perfectly (and most of their words in other contexts)."""
+    return trained_run / "best.pt"

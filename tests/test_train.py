@@ -13,20 +13,11 @@ import torch
 from asr import train
 from asr.bundle import load_bundle
 from asr.data import read_manifest, write_manifest
+from conftest import tiny_train_overrides
 
 
 def overrides(speech_dir, out_dir, **extra):
-    """A tiny, fast, deterministic configuration over the 6-utterance fixture corpus."""
-    manifest = str(speech_dir / "manifest.jsonl")
-    args = {
-        "data.train_manifest": manifest, "data.dev_manifest": manifest, "data.num_workers": 0,
-        "data.max_batch_seconds": 8, "data.min_duration": 0.1, "model": "tiny", "out_dir": str(out_dir),
-        "features.freq_masks": 0, "features.time_masks": 0, "optim.lr": 3e-3, "optim.warmup_steps": 10,
-        "trainer.val_every": 1000, "trainer.save_every": 1000, "trainer.log_every": 5, "trainer.progress": False,
-        "trainer.num_threads": 1,
-    }
-    args.update(extra)
-    return [f"{k}={v}" for k, v in args.items()]
+    return tiny_train_overrides(speech_dir / "manifest.jsonl", out_dir, **extra)
 
 
 def metrics(out_dir):
@@ -34,17 +25,15 @@ def metrics(out_dir):
 
 
 @pytest.mark.slow
-def test_tiny_model_overfits_a_handful_of_utterances(speech_dir, tmp_path):
-    out = tmp_path / "run"
-    assert train.main(overrides(speech_dir, out, **{"trainer.max_steps": 400, "trainer.val_every": 50, "model.hidden_size": 128})) == 0
-    lines = metrics(out)
-    assert lines[0]["step"] == 50 and lines[-1]["step"] == 400
+def test_tiny_model_overfits_a_handful_of_utterances(trained_run):
+    lines = metrics(trained_run)
+    assert [line["step"] for line in lines] == list(range(50, 401, 50))
     assert lines[-1]["train_loss"] < 0.25 * lines[0]["train_loss"]  # CTC loss falls clearly
     best = min(line["dev_cer"] for line in lines)
     assert best < 0.05, lines  # memorized: near-zero greedy CER on the training utterances
-    bundle = load_bundle(out / "best.pt")
+    bundle = load_bundle(trained_run / "best.pt")
     assert bundle.provenance["dev_cer"] == best and bundle.provenance["steps"] in [line["step"] for line in lines]
-    assert (out / "last.pt").is_file() and any((out / "tb").iterdir())
+    assert (trained_run / "last.pt").is_file() and any((trained_run / "tb").iterdir())
 
 
 def test_resume_is_exact(speech_dir, tmp_path):

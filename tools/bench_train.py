@@ -20,10 +20,10 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from asr.bundle import build_recognizer
-from asr.config import load_config, run_main, split_args
+from asr.config import load_config, pick_device, run_main, split_args
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, collate, filter_utterances, read_manifest
 from asr.text import CharTokenizer
-from asr.train import batch_to, ctc_loss, make_optimizer, pick_device
+from asr.train import batch_to, ctc_loss, make_optimizer
 
 DEFAULTS = {"manifest": "data/synthetic/train.jsonl", "steps": 20, "warmup": 3, "rounds": 3}
 

@@ -1,0 +1,303 @@
+"""python -m asr.transcribe FILE_OR_DIR_OR_MANIFEST... [overrides]: speech to text.
+
+    python -m asr.transcribe meeting.wav                                   # transcript on stdout
+    python -m asr.transcribe talks/ output.format=srt output.dir=subs/     # subtitles for a folder
+    python -m asr.transcribe a.wav b.flac model=exp/small/best.pt decoder=beam output.format=json
+    python -m asr.transcribe --info                                        # what the model is
+
+Recordings are read in blocks and cut at pauses (librosa's energy-based split) into utterance-like
+segments of at most `segment.max_seconds`, which are transcribed in batches and stitched, so memory
+does not grow with the recording's length. A bad file is reported on stderr and skipped; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.bundle import Bundle, BundleError, load_bundle
+from asr.config import UsageError, load_config, pick_device, run_main, split_args
+from asr.data import ManifestError, read_manifest
+from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4", ".aiff", ".aif"}
+FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
+FRAME, HOP = 1024, 256  # samples per analysis frame and hop for pause detection (64 ms / 16 ms)
+
+
+@dataclass
+class Segment:
+    """A piece of one input: its samples and where it starts in the recording."""
+
+    source: int  # index of the input file
+    start: float  # seconds from the start of the recording
+    wave: torch.Tensor
+
+
+@dataclass
+class Transcript:
+    """What is known so far about one input file."""
+
+    path: Path
+    words: list[WordTiming] = field(default_factory=list)
+    texts: list[tuple[float, str]] = field(default_factory=list)  # (segment start, text)
+    duration: float = 0.0
+    pending: int = 0  # segments sent to the model and not yet decoded
+    read_done: bool = False
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for _, t in sorted(self.texts) if t)
+
+    def to_json(self) -> dict:
+        return {"audio_filepath": str(self.path), "duration": round(self.duration, 3), "text": self.text,
+                "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+                           "confidence": round(w.confidence, 4)} for w in self.words]}
+
+
+def expand_inputs(paths: list[str]) -> list[Path]:
+    """Files as given; folders → their audio files (recursively, sorted); *.jsonl manifests → their audio."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
+        elif p.suffix == ".jsonl":
+            files += [Path(e.audio_filepath) for e in read_manifest(p)]
+        else:
+            files.append(p)
+    return files
+
+
+def read_blocks(path: Path, block_seconds: float) -> Iterator[torch.Tensor]:
+    """Mono 16 kHz blocks of a recording, read incrementally when soundfile can (else decoded whole)."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        yield load_audio(path)  # ffmpeg-only formats: validated and decoded in one go
+        return
+    if info.frames == 0:
+        load_audio(path)  # raises the standard "contains no audio samples" error
+    block = max(1, int(block_seconds * info.samplerate))
+    for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+        if not np.isfinite(data).all():
+            raise AudioError(f"{path}: contains NaN or infinite samples")
+        wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+        if info.samplerate != SAMPLE_RATE:
+            import torchaudio.functional as AF
+
+            wave = AF.resample(wave, info.samplerate, SAMPLE_RATE)
+        yield wave
+
+
+def speech_regions(wave: np.ndarray, seg: DictConfig) -> list[tuple[int, int]]:
+    """Utterance-like regions of `wave`: voiced stretches (librosa.effects.split) merged across pauses
+    shorter than `seg.min_pause_seconds`, padded by `seg.padding_seconds` of context (never past the
+    middle of the pause to the next region), and cut at their quietest frame when longer than
+    `seg.max_seconds`."""
+    min_pause, pad = int(seg.min_pause_seconds * SAMPLE_RATE), int(seg.padding_seconds * SAMPLE_RATE)
+    max_samples = int(seg.max_seconds * SAMPLE_RATE)
+    merged: list[list[int]] = []
+    for s, e in librosa.effects.split(wave, top_db=seg.top_db, frame_length=FRAME, hop_length=HOP):
+        if merged and s - merged[-1][1] < min_pause:
+            merged[-1][1] = int(e)
+        else:
+            merged.append([int(s), int(e)])
+    regions = []
+    for i, (s, e) in enumerate(merged):
+        lo = max(s - pad, (merged[i - 1][1] + s) // 2 if i else 0)
+        hi = min(e + pad, (e + merged[i + 1][0]) // 2 if i + 1 < len(merged) else len(wave))
+        while hi - lo > max_samples:  # no pause long enough: cut where it is quietest in the second half
+            rms = librosa.feature.rms(y=wave[lo + max_samples // 2 : lo + max_samples], frame_length=FRAME, hop_length=HOP)[0]
+            cut = lo + max_samples // 2 + int(rms.argmin()) * HOP
+            regions.append((lo, cut))
+            lo = cut
+        regions.append((lo, hi))
+    return regions
+
+
+def segments_of(path: Path, source: int, cfg: DictConfig) -> Iterator[Segment]:
+    """Segments of one recording of any length, read block by block: the buffer never holds more than
+    about 2 × segment.max_seconds + segment.block_seconds of audio. A recording no longer than
+    segment.max_seconds is one segment."""
+    seg = cfg.segment
+    max_samples = int(seg.max_seconds * SAMPLE_RATE)
+    buffer, offset = torch.zeros(0), 0  # offset: samples of the recording before buffer[0]
+    for block in read_blocks(path, seg.block_seconds):
+        buffer = torch.cat([buffer, block])
+        if len(buffer) <= 2 * max_samples:
+            continue
+        horizon = len(buffer) - max_samples  # a region ending before this cannot grow any more
+        regions = speech_regions(buffer.numpy(), seg)
+        done = [r for r in regions if r[1] < horizon]
+        for s, e in done:
+            yield Segment(source, (offset + s) / SAMPLE_RATE, buffer[s:e])
+        pending = [s for s, e in regions if e >= horizon]
+        cut = done[-1][1] if done else min([horizon, *pending[:1]])
+        buffer, offset = buffer[cut:], offset + cut
+    if offset == 0 and len(buffer) <= max_samples:  # a short recording is used whole, as evaluate does
+        yield Segment(source, 0.0, buffer)
+        return
+    for s, e in speech_regions(buffer.numpy(), seg):
+        if e - s >= seg.min_seconds * SAMPLE_RATE:
+            yield Segment(source, (offset + s) / SAMPLE_RATE, buffer[s:e])
+
+
+def batches(segments: Iterator[Segment], batch_seconds: float) -> Iterator[list[Segment]]:
+    """Group segments so that the padded batch holds at most `batch_seconds` of audio."""
+    batch: list[Segment] = []
+    for seg in segments:
+        longest = max([len(s.wave) for s in batch] + [len(seg.wave)])
+        if batch and longest * (len(batch) + 1) > batch_seconds * SAMPLE_RATE:
+            yield batch
+            batch = []
+        batch.append(seg)
+    if batch:
+        yield batch
+
+
+def timestamp(seconds: float, sep: str) -> str:
+    """HH:MM:SS,mmm (SRT, sep=',') or HH:MM:SS.mmm (WebVTT, sep='.')."""
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+
+def subtitle_cues(words: list[WordTiming], max_chars: int, max_seconds: float, max_gap: float) -> list[tuple[float, float, str]]:
+    """Group words into cues: a new cue when the line would grow too long, too slow, or after a pause."""
+    cues: list[tuple[float, float, str]] = []
+    current: list[WordTiming] = []
+    for w in words:
+        if current and (len(" ".join(x.word for x in current + [w])) > max_chars
+                        or w.end - current[0].start > max_seconds or w.start - current[-1].end > max_gap):
+            cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+            current = []
+        current.append(w)
+    if current:
+        cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+    return cues
+
+
+def render(t: Transcript, fmt: str, cfg: DictConfig) -> str:
+    """A finished transcript in one output format."""
+    if fmt == "txt":
+        return t.text + "\n"
+    if fmt in ("json", "jsonl"):
+        return json.dumps(t.to_json(), indent=2 if fmt == "json" else None) + "\n"
+    cues = subtitle_cues(t.words, cfg.output.max_line_chars, cfg.output.max_cue_seconds, cfg.output.max_gap_seconds)
+    if fmt == "srt":
+        return "".join(f"{i}\n{timestamp(s, ',')} --> {timestamp(e, ',')}\n{text}\n\n" for i, (s, e, text) in enumerate(cues, 1))
+    return "WEBVTT\n\n" + "".join(f"{timestamp(s, '.')} --> {timestamp(e, '.')}\n{text}\n\n" for s, e, text in cues)
+
+
+def write_output(t: Transcript, cfg: DictConfig, many: bool) -> None:
+    """Print (txt/jsonl without output.dir) or write `<stem>.<format>` next to the audio or into output.dir."""
+    fmt = cfg.output.format
+    if fmt in ("txt", "jsonl") and not cfg.output.dir:
+        sys.stdout.write(f"{t.path}\t{render(t, fmt, cfg)}" if fmt == "txt" and many else render(t, fmt, cfg))
+        sys.stdout.flush()
+        return
+    folder = Path(cfg.output.dir) if cfg.output.dir else t.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        with (folder / "transcripts.jsonl").open("a") as f:
+            f.write(render(t, fmt, cfg))
+        return
+    target = folder / f"{t.path.stem}.{fmt}"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(render(t, fmt, cfg))
+    tmp.replace(target)
+
+
+
+def print_info(bundle: Bundle) -> None:
+    """Describe a model bundle: where it came from and how it was trained."""
+    params = sum(p.numel() for p in bundle.recognizer.model.parameters())
+    print(f"model: {bundle.path}")
+    print(f"parameters: {params / 1e6:.2f} M; tokenizer: {bundle.tokenizer.to_dict()['kind']} ({len(bundle.tokenizer)} units)")
+    print(f"architecture: {json.dumps(bundle.config['model'])}")
+    for key, value in bundle.provenance.items():
+        print(f"{key}: {value}")
+
+
+def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device) -> list[Transcript]:
+    """Transcribe files in batches; writes each output as soon as its file is done."""
+    transcripts = [Transcript(p) for p in files]
+    many = len(files) > 1
+    bar = tqdm(total=len(files), unit="file", disable=None if many else True, file=sys.stderr)
+
+    def finish(t: Transcript) -> None:
+        if t.error is None:
+            t.words.sort(key=lambda w: w.start)
+            write_output(t, cfg, many)
+        bar.update(1)
+
+    def all_segments() -> Iterator[Segment]:
+        for i, t in enumerate(transcripts):
+            try:
+                t.duration = audio_duration(t.path)
+                for seg in segments_of(t.path, i, cfg):
+                    t.pending += 1
+                    yield seg
+            except AudioError as err:
+                t.error = str(err)
+                print(f"error: {err}", file=sys.stderr)
+            t.read_done = True
+            if t.pending == 0:
+                finish(t)
+
+    for batch in batches(all_segments(), cfg.batch_seconds):
+        lengths = torch.tensor([len(s.wave) for s in batch])
+        waves = torch.nn.utils.rnn.pad_sequence([s.wave for s in batch], batch_first=True).to(device)
+        log_probs, out_lengths = bundle.log_probs(waves, lengths.to(device))
+        hyps: list[Hypothesis] = decoder.decode(log_probs.cpu(), out_lengths.cpu())
+        for seg, hyp in zip(batch, hyps):
+            t = transcripts[seg.source]
+            t.texts.append((seg.start, hyp.text))
+            t.words += [WordTiming(w.word, w.start + seg.start, w.end + seg.start, w.confidence) for w in hyp.words]
+            t.pending -= 1
+            if t.pending == 0 and t.read_done:
+                finish(t)
+    bar.close()
+    return transcripts
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `python -m asr.transcribe`."""
+    info = "--info" in argv
+    paths, overrides = split_args([a for a in argv if a != "--info"])
+    cfg = load_config("transcribe", overrides, plain_keys=("model",))
+    if cfg.output.format not in FORMATS:
+        raise UsageError(f"output.format must be one of {', '.join(FORMATS)}, got {cfg.output.format!r}")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device(cfg.device)
+    bundle = load_bundle(cfg.model, device)
+    if info:
+        print_info(bundle)
+        return 0
+    if not paths:
+        raise UsageError("no input: python -m asr.transcribe FILE_OR_DIR_OR_MANIFEST... [key=value ...]")
+    files = expand_inputs(paths)
+    if not files:
+        raise UsageError(f"no audio files found in {' '.join(paths)}")
+    decoder = build_decoder(cfg.decoder, bundle.tokenizer, bundle.recognizer.frame_seconds)
+    transcripts = transcribe_files(files, bundle, decoder, cfg, device)
+    failed = [t for t in transcripts if t.error]
+    if failed and len(transcripts) > 1:
+        print(f"{len(failed)} of {len(transcripts)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    run_main(main, errors=(BundleError, DecoderError, ManifestError, AudioError))
