@@ -125,3 +125,51 @@ class FeatureExtractor(nn.Module):
         self.global_mean.copy_(mean.float())
         self.global_std.copy_(std.float())
         return frames
+
+
+def plot_features(feats: torch.Tensor, path: str, title: str) -> None:
+    """Save a (T, n_mels) feature matrix as a spectrogram image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    im = ax.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set(title=title, xlabel="frame (10 ms)", ylabel="mel band")
+    fig.colorbar(im, ax=ax, pad=0.01)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m asr.features FILE... [features overrides]`: log-mel features of audio files, with a plot each."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from asr.audio import load_audio
+    from asr.config import UsageError, load_config, split_args
+
+    paths, overrides = split_args(argv)
+    if not paths:
+        raise UsageError("no input: python -m asr.features FILE... [features.n_mels=80 ...]")
+    cfg = load_config("train", overrides)
+    fe = FeatureExtractor(**OmegaConf.to_container(cfg.features, resolve=True)).eval()
+    for p in map(Path, paths):
+        wave = load_audio(p, fe.sample_rate)
+        with torch.no_grad():
+            feats, _ = fe(wave[None], torch.tensor([len(wave)]))
+        png = p.with_suffix(".logmel.png")
+        plot_features(feats[0], str(png), f"{p.name}: {fe.n_mels}-band log-mel, {fe.normalize} normalization")
+        print(f"{p}: {len(wave) / fe.sample_rate:.2f} s -> {feats.shape[1]} frames x {feats.shape[2]} log-mel bands "
+              f"(mean {feats.mean():.3f}, std {feats.std():.3f}); plot: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    from asr.audio import AudioError
+    from asr.config import run_main
+
+    run_main(main, errors=(AudioError,))

@@ -64,3 +64,20 @@ def test_spec_augment_only_in_training(speech_wav):
     assert not torch.equal(a, c)
     masked = c == 0
     assert masked.any() and (c[~masked] == a[~masked]).all()  # only masking, no other change
+
+
+def test_cli_prints_shape_and_writes_a_plot(speech_wav, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    wav = tmp_path / "x.wav"
+    shutil.copy(speech_wav, wav)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "asr.features", str(wav), "features.n_mels=40"], capture_output=True, text=True, env=env)
+    frames = 1 + len(load_audio(wav)) // 160
+    assert result.returncode == 0 and f"{frames} frames x 40 log-mel bands" in result.stdout
+    assert (tmp_path / "x.logmel.png").stat().st_size > 10_000
+    bad = subprocess.run([sys.executable, "-m", "asr.features", str(tmp_path / "nope.wav")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "nope.wav: no such file" in bad.stderr and "Traceback" not in bad.stderr

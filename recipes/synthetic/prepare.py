@@ -134,14 +134,27 @@ def plan_split(split: str, sentences: list[Sentence], voices: dict[str, list[str
     return items
 
 
-def build_plan(sentences: list[Sentence], inventory: VoiceInventory, cfg: dict) -> list[dict]:
-    """Every utterance of every split; a pure function of (sentences, voices found, cfg as plain types)."""
+def split_shares(cfg: dict) -> dict[str, float]:
+    """Share of `hours` per split (train gets what the held-out splits leave)."""
     shares = dict(cfg["split"])
     shares["train"] = 1.0 - sum(shares.values())
+    return shares
+
+
+def sentence_pools(sentences: list[Sentence], cfg: dict) -> dict[str, list[Sentence]]:
+    """The sentences of each pool ("train", "dev", "test"), by `sentence_split` with cfg's seed and shares."""
+    shares = split_shares(cfg)
     test_share = shares["test"] + shares["test_unseen_voice"]  # the unseen-voice split reads test sentences
     pools: dict[str, list[Sentence]] = defaultdict(list)
     for s in sentences:
         pools[sentence_split(s.text, cfg["seed"], shares["dev"], test_share)].append(s)
+    return pools
+
+
+def build_plan(sentences: list[Sentence], inventory: VoiceInventory, cfg: dict) -> list[dict]:
+    """Every utterance of every split; a pure function of (sentences, voices found, cfg as plain types)."""
+    shares = split_shares(cfg)
+    pools = sentence_pools(sentences, cfg)
     plan = []
     for split in SPLITS:
         voices = inventory.unseen if split == "test_unseen_voice" else inventory.seen
@@ -315,6 +328,13 @@ def check_config(cfg: DictConfig) -> None:
         raise UsageError(f"augment.splits: unknown split(s) {sorted(unknown)}; known: {list(SPLITS)}")
 
 
+def read_sentences(cfg: DictConfig) -> tuple[list[Sentence], dict[str, str]]:
+    """The recipe's sentences from the sources in `cfg.text`, and the sources that could not be read."""
+    t = cfg.text
+    return load_sentences(list(t.sources), t.min_words, t.max_words, Path(t.fortunes_dir), Path(t.wordnet_dir),
+                          t.bible_command)
+
+
 def print_inventory(inventory: VoiceInventory) -> None:
     """One line per engine family: its voices, or why it is skipped."""
     for family in FAMILIES:
@@ -346,9 +366,7 @@ def main(argv: list[str]) -> int:
     print_inventory(inventory)
     if not any(inventory.seen.values()):
         raise UsageError("no text-to-speech engine is usable; install espeak-ng, flite, festival or hibari-tts")
-    t = cfg.text
-    sentences, missing_sources = load_sentences(list(t.sources), t.min_words, t.max_words, Path(t.fortunes_dir),
-                                                Path(t.wordnet_dir), t.bible_command)
+    sentences, missing_sources = read_sentences(cfg)
     for source, why in missing_sources.items():
         print(f"text source {source} SKIPPED: {why}")
     if not sentences:
