@@ -128,10 +128,9 @@ def ctc_loss(logits: torch.Tensor, out_lengths: torch.Tensor, batch: dict) -> tu
     return loss, batch["target_lengths"].sum()
 
 
-def load_split(manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float, data: DictConfig,
-               verbose: bool = True) -> list[Utterance]:
-    """Read a manifest and filter it, printing what was dropped and why."""
-    entries = read_manifest(manifest)
+def filter_split(entries: list[Utterance], manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float,
+                 data: DictConfig, verbose: bool = True) -> list[Utterance]:
+    """Filter a manifest's utterances, printing what was dropped and why."""
     kept, report = filter_utterances(entries, tokenizer, frame_rate, data.min_duration, data.max_duration)
     if verbose:
         print(f"{role} {manifest}: {report}", file=sys.stderr)
@@ -229,6 +228,8 @@ def main(argv: list[str]) -> int:
     resuming = bool(cfg.resume) and last_path.is_file()
     if cfg.resume and not resuming and world.main:
         print(f"resume=true but {last_path} does not exist: starting from scratch", file=sys.stderr)
+    if not cfg.resume and last_path.is_file():
+        raise UsageError(f"{last_path} exists: pass resume=true to continue that run, or choose another out_dir")
     checkpoint = torch.load(last_path, map_location="cpu", weights_only=True) if resuming else None
 
     random.seed(cfg.seed)
@@ -240,8 +241,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"{last_path} was trained with another features/model config; resume with the same one")
     recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
     frame_rate = recognizer.output_frame_rate
-    train = load_split(cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data, world.main)
-    dev = load_split(cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
+    train = filter_split(train_entries, cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data, world.main)
+    dev = filter_split(read_manifest(cfg.data.dev_manifest), cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]
     if recognizer.features.normalize == "global" and not checkpoint:

@@ -74,3 +74,16 @@ def test_bad_files(tmp_path):
     torch.save(obj, tmp_path / "bad.pt")
     with pytest.raises(BundleError, match="inconsistent model bundle"):
         load_bundle(tmp_path / "bad.pt")
+
+
+def test_bundles_of_released_formats_still_load_and_compute_the_same():
+    """tests/data/bundle_v1.pt was written by asr 0.1.0 (format 1); every later version must load it
+    and produce the same log-probabilities on the stored input."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    bundle = load_bundle(data / "bundle_v1.pt")
+    expected = torch.load(data / "bundle_v1_expected.pt", weights_only=True)
+    log_probs, out_lengths = bundle.log_probs(expected["waves"], expected["lengths"])
+    assert torch.equal(out_lengths, expected["out_lengths"])
+    assert torch.allclose(log_probs, expected["log_probs"], atol=1e-5)

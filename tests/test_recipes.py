@@ -266,3 +266,58 @@ def test_tiny_corpus_resume(tiny_corpus):
     assert run["synthesized"] == 2 and run["skipped_existing"] == len(wavs) - 2
     assert wavs[0].read_bytes() == before[wavs[0]][1] and wavs[-1].read_bytes() == before[wavs[-1]][1]
     assert {s: (tiny_corpus / f"{s}.jsonl").read_text() for s in SPLITS} == manifests
+
+
+# ---------------------------------------------------------------------------------------------- LM text
+
+LM_TEXT = RECIPE / "lm_text.py"
+LM_SPLIT = ["seed=0", "split.dev=0.2", "split.test=0.15", "split.test_unseen_voice=0.1"]
+
+
+def _lm_text(*overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(LM_TEXT), *overrides], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_lm_text_writes_exactly_the_training_pool(tmp_path):
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    (fortunes / "numbers").write_text("".join(f"Sentence number {i} is here.\n%\n" for i in range(300)))
+    corpus, out = tmp_path / "corpus", tmp_path / "lm.txt"
+    source = ["text.sources=[fortunes]", f"text.fortunes_dir={fortunes}", f"out_dir={corpus}"]
+    proc = _lm_text(f"out={out}", *source, *LM_SPLIT)
+    assert proc.returncode == 0, proc.stderr
+
+    texts = [normalize_text(f"sentence number {i} is here") for i in range(300)]
+    split = {t: prepare.sentence_split(t, 0, 0.2, 0.25) for t in texts}
+    lines = out.read_text().splitlines()
+    assert lines == sorted(t for t in texts if split[t] == "train")
+    assert {"dev", "test"} <= set(split.values()) and not {t for t in texts if split[t] != "train"} & set(lines)
+    # the same sentences through the recipe's own plan: no held-out utterance text is in the LM text
+    plan = prepare.build_plan([text_sources.Sentence(t, "fortunes") for t in texts], _inventory(),
+                              _cfg("hours=0.3", *LM_SPLIT))
+    held_out = {it["text"] for it in plan if it["split"] != "train"}
+    assert held_out and not held_out & set(lines)
+    assert {it["text"] for it in plan if it["split"] == "train"} <= set(lines)
+
+    # a corpus made with other settings (a dev sentence that this split puts in train) is refused
+    corpus.mkdir()
+    wav = corpus / "a.wav"
+    (corpus / "dev.jsonl").write_text(json.dumps({"audio_filepath": str(wav), "duration": 1.0, "text": lines[0]}) + "\n")
+    proc = _lm_text(f"out={tmp_path / 'other.txt'}", *source, *LM_SPLIT)
+    assert proc.returncode == 1 and "dev.jsonl are in the training pool" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "other.txt").exists()
+
+
+@pytest.mark.slow
+def test_lm_text_excludes_the_tiny_corpus_held_out_sentences(tiny_corpus, tmp_path):
+    out = tmp_path / "lm.txt"
+    proc = _lm_text(f"out={out}", f"out_dir={tiny_corpus}", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "consistent with train.jsonl, dev.jsonl, test.jsonl, test_unseen_voice.jsonl" in proc.stdout
+    lines = set(out.read_text().splitlines())
+    manifests = {s: {e.text for e in read_manifest(tiny_corpus / f"{s}.jsonl")} for s in SPLITS}
+    assert manifests["train"] <= lines
+    assert not (manifests["dev"] | manifests["test"] | manifests["test_unseen_voice"]) & lines
+    assert len(lines) > 10 * len(manifests["train"])  # every training-pool sentence, not only the synthesized ones

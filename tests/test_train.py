@@ -53,6 +53,9 @@ def test_resume_is_exact(speech_dir, tmp_path):
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert [m["step"] for m in metrics(split)] == [6, 12]
+    # a fresh run must not overwrite an existing one
+    result = run_cli(*overrides(speech_dir, split, **common, **{"trainer.max_steps": 12}))
+    assert result.returncode == 2 and "last.pt exists: pass resume=true" in result.stderr
 
 
 def test_nonfinite_batches_are_skipped_and_counted(speech_dir, tmp_path, monkeypatch):
