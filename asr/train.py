@@ -193,6 +193,13 @@ def model_config(cfg: DictConfig) -> dict:
     return {"features": OmegaConf.to_container(cfg.features, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True)}
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn: Ctrl-C or a SIGTERM sent to the whole process group (a terminal,
+    Slurm's scancel) must not kill the workers mid-epoch; the main process stops them after saving."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class StopSignal:
     """Turns Ctrl-C and SIGTERM into a flag the loop checks after each step (a second Ctrl-C aborts)."""
 
@@ -258,7 +265,8 @@ def main(argv: list[str]) -> int:
     train_set = SpeechDataset(train, tokenizer, recognizer.features.sample_rate)
     sampler = BucketBatchSampler(train_set.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets,
                                  shuffle=True, seed=cfg.seed, rank=world.rank, world_size=world.world_size)
-    loader_args = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda"}
+    loader_args = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
+                   "worker_init_fn": ignore_stop_signals}
     train_loader = DataLoader(train_set, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **loader_args)
     dev_set = SpeechDataset(dev, tokenizer, recognizer.features.sample_rate)
     # Each loader has its own generator: creating an iterator then never draws from the global RNG,

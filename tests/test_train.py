@@ -111,15 +111,18 @@ def test_empty_and_unusable_manifests(speech_dir, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_saves_and_resume_continues(speech_dir, tmp_path):
+    """SIGTERM to the whole process group (as a terminal's Ctrl-C or Slurm's scancel does), data workers
+    included: the step finishes, last.pt is saved, and resume=true continues from it."""
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = overrides(speech_dir, out, **{"trainer.max_steps": 100000})
-    proc = subprocess.Popen([sys.executable, "-m", "asr.train", *args], stderr=subprocess.PIPE, text=True, env=env)
+    args = overrides(speech_dir, out, **{"trainer.max_steps": 100000, "data.num_workers": 1})
+    proc = subprocess.Popen([sys.executable, "-m", "asr.train", *args], stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     deadline = time.time() + 60
     while not (out / "tb").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     step = torch.load(out / "last.pt", weights_only=True)["state"]["step"]
