@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,16 @@ def trained_run(speech_dir, tmp_path_factory) -> Path:
 def tiny_model(trained_run) -> Path:
     """A model bundle that transcribes the fixture utterances perfectly (and most of their words in other contexts)."""
     return trained_run / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(speech_dir, tmp_path_factory) -> Path:
+    """A folder with lm.bin and lexicon.txt: a KenLM trigram model of the six fixture transcripts
+    (tools/build_lm.py; builds KenLM into its cache on first use)."""
+    out = tmp_path_factory.mktemp("tiny_lm")
+    (out / "text.txt").write_text("".join(text + "\n" for text, _ in SENTENCES))
+    build = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "tools" / "build_lm.py"),
+                            str(out / "text.txt"), str(out), "--order", "3", "--discount_fallback"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    return out

@@ -27,17 +27,6 @@ def bench(*args: object) -> subprocess.CompletedProcess:
                            "device=cpu"], capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def fixture_lm(speech_dir, tmp_path_factory) -> Path:
-    """lm.bin and lexicon.txt of a trigram model of the six fixture transcripts."""
-    out = tmp_path_factory.mktemp("bench_lm")
-    (out / "text.txt").write_text("".join(e.text + "\n" for e in read_manifest(speech_dir / "manifest.jsonl")))
-    build = subprocess.run([sys.executable, str(ROOT / "tools" / "build_lm.py"), out / "text.txt", out,
-                            "--order", "3", "--discount_fallback"], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    return out
-
-
 def test_plan_batches_respects_batch_seconds():
     entries = [Utterance(f"{i}.wav", d, "x") for i, d in enumerate([2.0, 3.0, 1.0, 10.0, 4.0])]
     assert bench_infer.plan_batches(entries, 9.0) == [[0, 1, 2], [3], [4]]
@@ -57,10 +46,10 @@ def test_bad_options(args, message):
 
 
 @pytest.mark.slow
-def test_stages_rtf_and_wer(tiny_model, speech_dir, fixture_lm, tmp_path):
+def test_stages_rtf_and_wer(tiny_model, speech_dir, tiny_lm, tmp_path):
     with_ps = importlib.util.find_spec("pocketsphinx") is not None
     result = bench(f"manifest={speech_dir / 'manifest.jsonl'}", "num_files=5", f"model={tiny_model}",
-                   f"lm={fixture_lm / 'lm.bin'}", f"lexicon={fixture_lm / 'lexicon.txt'}", "batch_seconds=6",
+                   f"lm={tiny_lm / 'lm.bin'}", f"lexicon={tiny_lm / 'lexicon.txt'}", "batch_seconds=6",
                    f"pocketsphinx={str(with_ps).lower()}", f"report={tmp_path / 'bench.json'}")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())

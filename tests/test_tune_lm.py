@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from asr.config import UsageError
-from asr.data import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("tune_lm", ROOT / "tools" / "tune_lm.py")
 tune_lm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tune_lm)
+
 LM_WEIGHTS, WORD_SCORES = [0.0, 20.0], [-40.0, 0.0, 40.0]  # extremes, so that the WER differs across the grid
 
 
@@ -25,17 +25,6 @@ def tune(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "tools" / "tune_lm.py"), *map(str, args), "num_threads=1"],
                           capture_output=True, text=True, env=env, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(speech_dir, tmp_path_factory) -> Path:
-    """lm.bin and lexicon.txt of a trigram model of the six fixture transcripts."""
-    out = tmp_path_factory.mktemp("tune_lm")
-    (out / "text.txt").write_text("".join(e.text + "\n" for e in read_manifest(speech_dir / "manifest.jsonl")))
-    build = subprocess.run([sys.executable, str(ROOT / "tools" / "build_lm.py"), out / "text.txt", out,
-                            "--order", "3", "--discount_fallback"], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    return out
 
 
 def parse_table(stdout: str) -> dict[tuple[float, float], float]:

@@ -62,7 +62,6 @@ DECODER_ALIASES = {"lm": "decoder.lm", "lexicon": "decoder.lexicon", "lm_weight"
                    "word_score": "decoder.word_score", "beam_size": "decoder.beam_size"}
 THREADS_ALIAS, DEFAULT_THREADS = "threads", 2
 ASR_STAGES = ("load", "read", "features", "model", "decode")
-PS_STAGES = ("load", "read", "decode")
 PCM_SCALE = 32767  # float samples in [-1, 1] → 16-bit PCM
 INSTALL_HINT = "pip install 'asr[bench]'"
 USAGE = ("python tools/bench_infer.py [manifest=test.jsonl] [num_files=100] model=best.pt [lm=lm.bin lexicon=lexicon.txt] "

@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
@@ -44,7 +45,7 @@ from asr.audio import AudioError  # noqa: E402
 from asr.bundle import Bundle, BundleError, load_bundle  # noqa: E402
 from asr.config import UsageError, load_config, pick_device, run_main, split_args  # noqa: E402
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest  # noqa: E402
-from asr.decoding import DecoderError, GreedyDecoder, build_decoder  # noqa: E402
+from asr.decoding import BeamSearchDecoder, DecoderError, GreedyDecoder, build_decoder  # noqa: E402
 from asr.metrics import ErrorRates, error_rates  # noqa: E402
 
 # tool options (added to the evaluate config) and their defaults
@@ -116,7 +117,8 @@ def acoustic_log_probs(bundle: Bundle, entries: list[Utterance], device: torch.d
     return out  # type: ignore[return-value]
 
 
-def cached_log_probs(cache: str | None, bundle: Bundle, entries: list[Utterance], compute) -> list[torch.Tensor]:
+def cached_log_probs(cache: str | None, bundle: Bundle, entries: list[Utterance],
+                     compute: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
     """`compute()`'s log-probabilities, read from `cache` when it was written for this model and audio list."""
     if cache is None:
         return compute()
@@ -148,7 +150,7 @@ def padded_batches(log_probs: list[torch.Tensor], size: int = DECODE_BATCH) -> l
     return batches
 
 
-def decode_all(decoder, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[str]:
+def decode_all(decoder: GreedyDecoder | BeamSearchDecoder, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[str]:
     """Transcripts of every utterance."""
     return [hyp.text for lp, lengths in batches for hyp in decoder.decode(lp, lengths)]
 
@@ -181,11 +183,12 @@ def main(argv: list[str]) -> int:
     frame_seconds = bundle.recognizer.frame_seconds
     beam_cfg = OmegaConf.to_container(cfg.decoder, resolve=True)
 
-    def beam(lm_weight: float, word_score: float):
+    def beam(lm_weight: float, word_score: float) -> GreedyDecoder | BeamSearchDecoder:
         return build_decoder({**beam_cfg, "lm_weight": lm_weight, "word_score": word_score, "nbest": 1},
                              bundle.tokenizer, frame_seconds)
 
-    beam(lm_weights[0], word_scores[0])  # a bad LM or lexicon fails now, before the acoustic model runs
+    # the first grid point's decoder is built now, so a bad LM or lexicon fails before the acoustic model runs
+    prebuilt = {(lm_weights[0], word_scores[0]): beam(lm_weights[0], word_scores[0])}
     start = time.perf_counter()
     log_probs = cached_log_probs(cfg.cache, bundle, entries, lambda: acoustic_log_probs(
         bundle, entries, device, cfg.batch_seconds, cfg.num_workers))
@@ -199,7 +202,8 @@ def main(argv: list[str]) -> int:
     for w in lm_weights:
         for s in word_scores:
             began = time.perf_counter()
-            grid[w, s] = error_rates(refs, decode_all(beam(w, s), batches))
+            decoder = prebuilt.pop((w, s), None) or beam(w, s)
+            grid[w, s] = error_rates(refs, decode_all(decoder, batches))
             print(f"lm_weight={w:g} word_score={s:g}: WER {grid[w, s].wer:.2%} "
                   f"({time.perf_counter() - began:.1f} s)", file=sys.stderr)
     best = min(grid, key=lambda k: grid[k].wer)  # the first of equal WERs, in grid order
