@@ -415,8 +415,9 @@ def main(argv: list[str]) -> int:
         writer.close()
     if world.main:
         why = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "stopped by SIGTERM"}.get(stopper.signum, "early stopping" if early_stop else "done")
-        print(f"{why} at step {state.step}, epoch {state.epoch}; best dev WER {state.best_wer:.2%}; "
-              f"{state.nonfinite_skipped} non-finite steps skipped; last.pt and best.pt in {out_dir}", file=sys.stderr)
+        best = f"best dev WER {state.best_wer:.2%} (best.pt)" if math.isfinite(state.best_wer) else "not validated yet"
+        print(f"{why} at step {state.step}, epoch {state.epoch}; {best}; {state.nonfinite_skipped} non-finite steps "
+              f"skipped; training state in {last_path}", file=sys.stderr)
     if world.world_size > 1:
         dist.destroy_process_group()
     return 130 if stopper.signum == signal.SIGINT else 143 if stopper.signum == signal.SIGTERM else 0

@@ -154,12 +154,25 @@ def segments_of(path: Path, source: int, cfg: DictConfig) -> Iterator[Segment]:
             yield Segment(source, (offset + s) / SAMPLE_RATE, buffer[s:e])
 
 
-def batches(segments: Iterator[Segment], batch_seconds: float) -> Iterator[list[Segment]]:
-    """Group segments so that the padded batch holds at most `batch_seconds` of audio."""
-    batch: list[Segment] = []
+def batches(segments: Iterator[Segment], batch_seconds: float, pool_seconds: float) -> Iterator[list[Segment]]:
+    """Group segments so that a padded batch holds at most `batch_seconds` of audio. Segments are
+    collected in pools of about `pool_seconds` of audio and sorted by length inside a pool, so short
+    and long segments rarely share a batch (little padding) while memory stays bounded."""
+    pool: list[Segment] = []
+    pooled = 0
     for seg in segments:
-        longest = max([len(s.wave) for s in batch] + [len(seg.wave)])
-        if batch and longest * (len(batch) + 1) > batch_seconds * SAMPLE_RATE:
+        pool.append(seg)
+        pooled += len(seg.wave)
+        if pooled >= pool_seconds * SAMPLE_RATE:
+            yield from _pack(pool, batch_seconds)
+            pool, pooled = [], 0
+    yield from _pack(pool, batch_seconds)
+
+
+def _pack(pool: list[Segment], batch_seconds: float) -> Iterator[list[Segment]]:
+    batch: list[Segment] = []
+    for seg in sorted(pool, key=lambda s: len(s.wave)):  # ascending: the newest segment is the longest
+        if batch and len(seg.wave) * (len(batch) + 1) > batch_seconds * SAMPLE_RATE:
             yield batch
             batch = []
         batch.append(seg)
@@ -256,7 +269,7 @@ def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig
             if t.pending == 0:
                 finish(t)
 
-    for batch in batches(all_segments(), cfg.batch_seconds):
+    for batch in batches(all_segments(), cfg.batch_seconds, cfg.pool_seconds):
         lengths = torch.tensor([len(s.wave) for s in batch])
         waves = torch.nn.utils.rnn.pad_sequence([s.wave for s in batch], batch_first=True).to(device)
         log_probs, out_lengths = bundle.log_probs(waves, lengths.to(device))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from asr.config import UsageError
-from asr.data import Utterance, read_manifest
+from asr.data import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("bench_infer", ROOT / "tools" / "bench_infer.py")
@@ -25,12 +25,6 @@ def bench(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "tools" / "bench_infer.py"), *map(str, args), "threads=1",
                            "device=cpu"], capture_output=True, text=True, env=env, timeout=300)
-
-
-def test_plan_batches_respects_batch_seconds():
-    entries = [Utterance(f"{i}.wav", d, "x") for i, d in enumerate([2.0, 3.0, 1.0, 10.0, 4.0])]
-    assert bench_infer.plan_batches(entries, 9.0) == [[0, 1, 2], [3], [4]]
-    assert bench_infer.plan_batches(entries, 100.0) == [[0, 1, 2, 3, 4]]
 
 
 @pytest.mark.parametrize("args,message", [

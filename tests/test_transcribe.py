@@ -16,7 +16,7 @@ from asr.data import read_manifest
 from asr.config import load_config
 from asr.decoding import WordTiming
 from asr.metrics import utterance_wer
-from asr.transcribe import segments_of, subtitle_cues, timestamp
+from asr.transcribe import Segment, batches, segments_of, subtitle_cues, timestamp
 
 SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d"
 
@@ -154,3 +154,10 @@ def test_subtitle_helpers():
     words = [WordTiming(w, i, i + 0.5, 1.0) for i, w in enumerate("one two three four".split())]
     assert subtitle_cues(words, max_chars=9, max_seconds=10, max_gap=5) == [(0, 1.5, "one two"), (2, 2.5, "three"), (3, 3.5, "four")]
     assert subtitle_cues(words, max_chars=99, max_seconds=10, max_gap=0.4) == [(i, i + 0.5, w.word) for i, w in enumerate(words)]
+
+
+def test_batches_sort_by_length_within_a_pool():
+    segs = [Segment(i, 0.0, torch.zeros(int(d * 16000))) for i, d in enumerate([1, 9, 1, 9])]
+    sources = lambda bs: [[s.source for s in b] for b in bs]  # noqa: E731
+    assert sources(batches(iter(segs), batch_seconds=18, pool_seconds=100)) == [[0, 2], [1, 3]]
+    assert sources(batches(iter(segs), batch_seconds=18, pool_seconds=1)) == [[0], [1], [2], [3]]  # pools of one

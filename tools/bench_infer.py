@@ -4,9 +4,9 @@
     python tools/bench_infer.py model=exp/small/best.pt lm=exp/lm/lm.bin lexicon=exp/lm/lexicon.txt threads=2
 
 Real-time factor (RTF) = processing seconds / audio seconds, over the first `num_files` entries of
-`manifest` (sorted by path), each file one utterance as `asr.evaluate` reads it, batched in that
-order as `asr.transcribe` batches its inputs (at most `batch_seconds` of padded audio per batch; the
-padding share is printed). For asr it counts every stage, each timed on its own with perf_counter in
+`manifest` (sorted by path), each file one utterance as `asr.evaluate` reads it, batched as
+`asr.transcribe` batches its inputs (sorted by length within pools of `pool_seconds` of audio, at
+most `batch_seconds` of padded audio per batch; the padding share is printed). For asr it counts every stage, each timed on its own with perf_counter in
 one loop over batches:
 
     load      load_bundle (and, for beam+LM, building the decoder: KenLM model and lexicon trie)
@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
@@ -55,6 +56,7 @@ from asr.config import UsageError, load_config, pick_device, run_main, split_arg
 from asr.data import ManifestError, Utterance, read_manifest  # noqa: E402
 from asr.decoding import DecoderError, GreedyDecoder, build_decoder  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
+from asr.transcribe import Segment, batches  # noqa: E402
 
 TOOL_DEFAULTS = {"manifest": "data/synthetic/test.jsonl", "num_files": "100", "pocketsphinx": "true",
                  "report": "null"}
@@ -125,23 +127,10 @@ def select_files(manifest: str, num_files: int) -> list[Utterance]:
     return sorted(read_manifest(manifest)[:num_files], key=lambda e: e.audio_filepath)
 
 
-def plan_batches(entries: list[Utterance], batch_seconds: float) -> list[list[int]]:
-    """Consecutive entries grouped so that a padded batch holds at most `batch_seconds` of audio."""
-    batches: list[list[int]] = []
-    longest = 0.0
-    for i, e in enumerate(entries):
-        if batches and max(longest, e.duration) * (len(batches[-1]) + 1) <= batch_seconds:
-            batches[-1].append(i)
-            longest = max(longest, e.duration)
-        else:
-            batches.append([i])
-            longest = e.duration
-    return batches
-
-
-def bench_asr(cfg: DictConfig, entries: list[Utterance], device: torch.device) -> tuple[list[Run], float, float]:
+def bench_asr(cfg: DictConfig, entries: list[Utterance], device: torch.device) -> tuple[list[Run], float, float, list[int]]:
     """Greedy and (with an LM) beam+LM runs over `entries`, sharing the read/features/model stages; also the
-    wall seconds of it all and the seconds its timed stages account for (each counted once)."""
+    wall seconds of it all, the seconds its timed stages account for (each counted once), and the padded
+    length in samples of every batch."""
     began = time.perf_counter()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     greedy, beam = Run("asr greedy"), Run("asr beam+LM") if cfg.decoder.lm is not None else None
@@ -159,13 +148,23 @@ def bench_asr(cfg: DictConfig, entries: list[Utterance], device: torch.device) -
     recognizer, sample_rate = bundle.recognizer, bundle.recognizer.features.sample_rate
     for run in (r for r, _ in decoders):
         run.hyps = [""] * len(entries)
+    read_seconds, padded_lengths = [0.0], []
+
+    def read_all() -> Iterator[Segment]:
+        for i, e in enumerate(entries):
+            t = time.perf_counter()
+            wave = load_audio(e.audio_filepath, sample_rate, e.offset, e.duration if e.offset else None)
+            read_seconds[0] += time.perf_counter() - t
+            yield Segment(i, 0.0, wave)
+
     with torch.inference_mode():
-        for idx in plan_batches(entries, cfg.batch_seconds):
-            t0 = time.perf_counter()
-            waves = [load_audio(entries[i].audio_filepath, sample_rate, entries[i].offset,
-                                entries[i].duration if entries[i].offset else None) for i in idx]
-            lengths = torch.tensor([len(w) for w in waves]).to(device)
-            padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True).to(device)
+        for batch in batches(read_all(), cfg.batch_seconds, cfg.pool_seconds):  # exactly as asr.transcribe batches
+            idx = [seg.source for seg in batch]
+            padded_lengths.append(len(batch) * max(len(seg.wave) for seg in batch))
+            t0 = time.perf_counter() - read_seconds[0]
+            read_seconds[0] = 0.0
+            lengths = torch.tensor([len(seg.wave) for seg in batch]).to(device)
+            padded = torch.nn.utils.rnn.pad_sequence([seg.wave for seg in batch], batch_first=True).to(device)
             sync()
             t1 = time.perf_counter()
             feats, feat_lengths = recognizer.features(padded, lengths)
@@ -185,7 +184,7 @@ def bench_asr(cfg: DictConfig, entries: list[Utterance], device: torch.device) -
                 accounted += time.perf_counter() - t
                 for i, hyp in zip(idx, hyps):
                     run.hyps[i] = hyp.text
-    return [r for r, _ in decoders], time.perf_counter() - began, accounted
+    return [r for r, _ in decoders], time.perf_counter() - began, accounted, padded_lengths
 
 
 def pocketsphinx_decoder_class() -> type:
@@ -235,15 +234,14 @@ def main(argv: list[str]) -> int:
     device = pick_device(cfg.device)
     entries = select_files(cfg.manifest, cfg.num_files)
     audio_seconds = sum(e.duration for e in entries)
-    runs, asr_wall, accounted = bench_asr(cfg, entries, device)
+    runs, asr_wall, accounted, padded_lengths = bench_asr(cfg, entries, device)
     if cfg.pocketsphinx:
         runs.append(bench_pocketsphinx(entries))
     refs = [e.text for e in entries]
 
-    batches = plan_batches(entries, cfg.batch_seconds)
-    padded = sum(max(entries[i].duration for i in idx) * len(idx) for idx in batches)
-    print(f"{len(entries)} files of {cfg.manifest} ({audio_seconds / 60:.2f} min of audio; {len(batches)} batches in "
-          f"file order, {100 * (padded / audio_seconds - 1):.0f}% padding); model {cfg.model}; "
+    padded = sum(padded_lengths) / SAMPLE_RATE
+    print(f"{len(entries)} files of {cfg.manifest} ({audio_seconds / 60:.2f} min of audio; {len(padded_lengths)} batches, "
+          f"{100 * (padded / audio_seconds - 1):.0f}% padding); model {cfg.model}; "
           f"device {device}, torch threads {torch.get_num_threads()}; batch_seconds {cfg.batch_seconds}"
           + (f"; beam_size {cfg.decoder.beam_size}, lm_weight {cfg.decoder.lm_weight:g}, "
              f"word_score {cfg.decoder.word_score:g}, lm {cfg.decoder.lm}" if cfg.decoder.lm else "; no lm= given: beam+LM skipped")
