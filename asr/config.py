@@ -55,6 +55,23 @@ def load_config(name: str, overrides: list[str], config_dir: str | Path = CONF_D
     return cfg
 
 
+def tool_overrides(overrides: list[str], tool_defaults: dict[str, str], aliases: dict[str, str]) -> list[str]:
+    """Overrides for a tool built on an entry point's config: `aliases` keys are renamed to their config
+    keys (lm= → decoder.lm=), the tool's own options are added as new keys with `tool_defaults` for
+    those not given, and the rest pass through unchanged."""
+    given = {o.partition("=")[0].lstrip("+") for o in overrides}
+    rewritten = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in aliases:
+            rewritten.append(f"{aliases[key]}={value}")
+        elif key in tool_defaults:
+            rewritten.append(f"+{o}")
+        else:
+            rewritten.append(o)
+    return rewritten + [f"+{k}={v}" for k, v in tool_defaults.items() if k not in given]
+
+
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """A `device` config value (auto | cpu | cuda) → a torch device; auto prefers cuda:<local_rank>."""
     if name == "auto":

@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio  # noqa: E402
 from asr.bundle import BundleError, load_bundle  # noqa: E402
-from asr.config import UsageError, load_config, pick_device, run_main, split_args  # noqa: E402
+from asr.config import UsageError, load_config, pick_device, run_main, split_args, tool_overrides  # noqa: E402
 from asr.data import ManifestError, Utterance, read_manifest  # noqa: E402
 from asr.decoding import DecoderError, GreedyDecoder, build_decoder  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
@@ -93,22 +93,10 @@ def parse_overrides(argv: list[str]) -> DictConfig:
     paths, overrides = split_args(argv)
     if paths:
         raise UsageError(f"bench_infer takes key=value overrides only, got {' '.join(paths)!r}; usage: {USAGE}")
-    given = {o.partition("=")[0].lstrip("+") for o in overrides}
-    rewritten = []
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key in DECODER_ALIASES:
-            rewritten.append(f"{DECODER_ALIASES[key]}={value}")
-        elif key == THREADS_ALIAS:
-            rewritten.append(f"num_threads={value}")
-        elif key in TOOL_DEFAULTS:
-            rewritten.append(f"+{o}")
-        elif key == "decoder":
-            raise UsageError("bench_infer always runs greedy and, with lm= and lexicon=, beam+LM; drop decoder=")
-        else:
-            rewritten.append(o)
-    rewritten += [f"+{k}={v}" for k, v in TOOL_DEFAULTS.items() if k not in given]
-    if THREADS_ALIAS not in given and "num_threads" not in given:
+    if any(o.partition("=")[0] == "decoder" for o in overrides):
+        raise UsageError("bench_infer always runs greedy and, with lm= and lexicon=, beam+LM; drop decoder=")
+    rewritten = tool_overrides(overrides, TOOL_DEFAULTS, {**DECODER_ALIASES, THREADS_ALIAS: "num_threads"})
+    if not any(o.partition("=")[0] in (THREADS_ALIAS, "num_threads") for o in overrides):
         rewritten.append(f"num_threads={DEFAULT_THREADS}")
     cfg = load_config("transcribe", ["decoder=beam", *rewritten], plain_keys=("model",))
     if not isinstance(cfg.num_files, int) or isinstance(cfg.num_files, bool) or cfg.num_files < 1:

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from asr.audio import AudioError  # noqa: E402
 from asr.bundle import Bundle, BundleError, load_bundle  # noqa: E402
-from asr.config import UsageError, load_config, pick_device, run_main, split_args  # noqa: E402
+from asr.config import UsageError, load_config, pick_device, run_main, split_args, tool_overrides  # noqa: E402
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest  # noqa: E402
 from asr.decoding import BeamSearchDecoder, DecoderError, GreedyDecoder, build_decoder  # noqa: E402
 from asr.metrics import ErrorRates, error_rates  # noqa: E402
@@ -64,20 +64,11 @@ def parse_overrides(argv: list[str]) -> DictConfig:
     paths, overrides = split_args(argv)
     if paths:
         raise UsageError(f"tune_lm takes key=value overrides only, got {' '.join(paths)!r}; usage: {USAGE}")
-    given = {o.partition("=")[0].lstrip("+") for o in overrides}
-    rewritten = []
     for o in overrides:
         key, _, value = o.partition("=")
-        if key in DECODER_ALIASES:
-            rewritten.append(f"{DECODER_ALIASES[key]}={value}")
-        elif key in TOOL_DEFAULTS:
-            rewritten.append(f"+{o}")
-        elif key == "decoder":
-            if value != "beam":
-                raise UsageError(f"tune_lm tunes the beam decoder; decoder={value} is not allowed")
-        else:
-            rewritten.append(o)
-    rewritten += [f"+{k}={v}" for k, v in TOOL_DEFAULTS.items() if k not in given]
+        if key == "decoder" and value != "beam":
+            raise UsageError(f"tune_lm tunes the beam decoder; decoder={value} is not allowed")
+    rewritten = tool_overrides([o for o in overrides if not o.startswith("decoder=")], TOOL_DEFAULTS, DECODER_ALIASES)
     cfg = load_config("evaluate", ["decoder=beam", *rewritten], plain_keys=("model",))
     if OmegaConf.is_missing(cfg, "manifest"):
         raise UsageError(f"no manifest; usage: {USAGE}")
