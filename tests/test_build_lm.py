@@ -57,6 +57,8 @@ def test_option_checks(tmp_path):
             build_lm.build_lm(tmp_path / "t.txt", tmp_path / "out", order=order)
     with pytest.raises(build_lm.BuildLMError, match="non-decreasing"):
         build_lm.build_lm(tmp_path / "t.txt", tmp_path / "out", prune=[0, 2, 1])
+    with pytest.raises(build_lm.BuildLMError, match="--quantize must be between 1 and 25 bits"):
+        build_lm.build_lm(tmp_path / "t.txt", tmp_path / "out", quantize=0)
 
 
 def test_cli_reports_errors_in_one_line(tmp_path):
@@ -174,3 +176,19 @@ def test_pruning_and_discount_errors(tmp_path):
     # a tiny text defeats Kneser-Ney discount estimation: the error says what to do
     with pytest.raises(build_lm.BuildLMError, match="lmplz failed: .*--discount_fallback"):
         build_lm.build_lm(tmp_path / "text.txt", tmp_path / "tiny", order=3, memory="64M")
+
+
+@pytest.mark.slow
+def test_quantized_trie_is_smaller_and_ranks_the_same(tmp_path):
+    import random
+
+    rng = random.Random(0)  # 3000 sentences over 300 words: enough n-grams for the trie to pay off
+    vocab = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(300)]
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT + "".join(" ".join(rng.choices(vocab, k=8)) + "\n" for _ in range(3000)))
+    plain = build_lm.build_lm(text, tmp_path / "plain", order=3, discount_fallback=True, memory="64M")
+    small = build_lm.build_lm(text, tmp_path / "q8", order=3, discount_fallback=True, memory="64M", quantize=8)
+    assert small.binary.stat().st_size < plain.binary.stat().st_size
+    seen, shuffled = "the cat sat on the mat".split(), "mat the on sat cat the".split()
+    assert _sentence_score(small.binary, seen) == pytest.approx(_sentence_score(plain.binary, seen), rel=0.25)
+    assert _sentence_score(small.binary, seen) > _sentence_score(small.binary, shuffled) + 1.0

@@ -204,9 +204,15 @@ def build_lm(
     discount_fallback: bool = False,
     memory: str = DEFAULT_MEMORY,
     jobs: int = DEFAULT_JOBS,
+    quantize: int | None = None,
 ) -> LMFiles:
-    """Normalize `text`, train an `order`-gram KenLM model, write ARPA, binary and lexicon into `out_dir`."""
+    """Normalize `text`, train an `order`-gram KenLM model, write ARPA, binary and lexicon into `out_dir`.
+
+    `quantize` (1-25 bits) stores the binary as a trie with quantized probabilities and backoffs:
+    several times smaller than the default probing hash table, slightly slower to query."""
     text, out_dir = Path(text), Path(out_dir)
+    if quantize is not None and not 1 <= quantize <= 25:
+        raise BuildLMError(f"--quantize must be between 1 and 25 bits, got {quantize}")
     if not KENLM_MIN_ORDER <= order <= KENLM_MAX_ORDER:
         raise BuildLMError(f"--order must be between {KENLM_MIN_ORDER} and {KENLM_MAX_ORDER}, got {order}")
     if prune and (any(p < 0 for p in prune) or prune != sorted(prune)):
@@ -224,7 +230,8 @@ def build_lm(
         if discount_fallback:
             cmd.append("--discount_fallback")
         _run_kenlm(cmd, "lmplz")
-        _run_kenlm([str(programs["build_binary"]), str(arpa), str(binary)], "build_binary")
+        layout = ["-q", str(quantize), "-b", str(quantize), "trie"] if quantize else []
+        _run_kenlm([str(programs["build_binary"]), *layout, str(arpa), str(binary)], "build_binary")
     write_lexicon(sorted(counts), lexicon)
     return LMFiles(arpa, binary, lexicon, sentences, sum(counts.values()), len(counts))
 
@@ -244,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", default=DEFAULT_MEMORY, help=f"KenLM sorting memory (default {DEFAULT_MEMORY})")
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                         help=f"compile jobs for the one-time KenLM build (default {DEFAULT_JOBS})")
+    parser.add_argument("--quantize", type=int, metavar="BITS",
+                        help="binary as a trie with BITS-bit probabilities and backoffs (e.g. 8: several times smaller)")
     args = parser.parse_args(argv)
     try:
         files = build_lm(args.text, args.out_dir, args.order, args.prune, args.discount_fallback, args.memory,
-                         args.jobs)
+                         args.jobs, args.quantize)
     except BuildLMError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
