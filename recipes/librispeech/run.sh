@@ -44,7 +44,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: train model=$model on $NGPU process(es) into $exp_dir"
-  torchrun --nproc_per_node=$NGPU -m asr.train data=librispeech model=$model out_dir=$exp_dir \
+  torchrun --nproc_per_node=$NGPU -m asr.train data=librispeech model=$model out_dir=$exp_dir resume=true \
     data.train_manifest=$data_dir/train-960.jsonl data.dev_manifest=$data_dir/dev-clean.jsonl
 fi
 
