@@ -232,7 +232,6 @@ def write_output(t: Transcript, cfg: DictConfig, many: bool) -> None:
     tmp.replace(target)
 
 
-
 def print_info(bundle: Bundle) -> None:
     """Describe a model bundle: where it came from and how it was trained."""
     params = sum(p.numel() for p in bundle.recognizer.model.parameters())
@@ -244,16 +243,24 @@ def print_info(bundle: Bundle) -> None:
 
 
 def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device) -> list[Transcript]:
-    """Transcribe files in batches; writes each output as soon as its file is done."""
+    """Transcribe files in batches; outputs are written in input order, each as soon as its file and
+    all files before it are done."""
     transcripts = [Transcript(p) for p in files]
     many = len(files) > 1
     bar = tqdm(total=len(files), unit="file", disable=None if many else True, file=sys.stderr)
+    done = [False] * len(files)
+    next_out = 0
 
-    def finish(t: Transcript) -> None:
-        if t.error is None:
-            t.words.sort(key=lambda w: w.start)
-            write_output(t, cfg, many)
+    def finish(i: int) -> None:
+        nonlocal next_out
+        done[i] = True
         bar.update(1)
+        while next_out < len(transcripts) and done[next_out]:
+            out = transcripts[next_out]
+            if out.error is None:
+                out.words.sort(key=lambda w: w.start)
+                write_output(out, cfg, many)
+            next_out += 1
 
     def all_segments() -> Iterator[Segment]:
         for i, t in enumerate(transcripts):
@@ -267,7 +274,7 @@ def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig
                 print(f"error: {err}", file=sys.stderr)
             t.read_done = True
             if t.pending == 0:
-                finish(t)
+                finish(i)
 
     for batch in batches(all_segments(), cfg.batch_seconds, cfg.pool_seconds):
         lengths = torch.tensor([len(s.wave) for s in batch])
@@ -280,7 +287,7 @@ def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig
             t.words += [WordTiming(w.word, w.start + seg.start, w.end + seg.start, w.confidence) for w in hyp.words]
             t.pending -= 1
             if t.pending == 0 and t.read_done:
-                finish(t)
+                finish(seg.source)
     bar.close()
     return transcripts
 

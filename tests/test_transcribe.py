@@ -103,14 +103,18 @@ def test_folder_to_jsonl_with_a_bad_file(tiny_model, speech_dir, tmp_path):
     assert re.search(r"error: .*broken.wav: not a readable audio file", result.stderr)
     assert "1 of 3 files failed" in result.stderr and "Traceback" not in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert {os.path.basename(x["audio_filepath"]): x["text"] for x in lines} == {
-        "utt00.wav": "the cat sat on the mat", "utt01.wav": "she sells sea shells by the sea shore"}
+    assert [(os.path.basename(x["audio_filepath"]), x["text"]) for x in lines] == [  # input (sorted) order
+        ("utt00.wav", "the cat sat on the mat"), ("utt01.wav", "she sells sea shells by the sea shore")]
 
 
 def test_manifest_input_and_txt_files(tiny_model, speech_dir, tmp_path):
     result = run(speech_dir / "manifest.jsonl", f"model={tiny_model}", f"output.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "utt02.txt").read_text() == "a quick brown fox jumps over the lazy dog\n"
+    # many files to stdout: path<TAB>text, in input order although batches are sorted by length
+    result = run(speech_dir / "manifest.jsonl", f"model={tiny_model}", "batch_seconds=4")
+    names = [os.path.basename(line.split("\t")[0]) for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and names == [f"utt{i:02d}.wav" for i in range(6)]
 
 
 @pytest.mark.parametrize(
