@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 from asr.audio import load_audio, save_audio
 from asr.data import Utterance, write_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 torch.set_num_threads(1)  # CI has 2 cores; one thread per test process keeps timings stable
 
@@ -23,6 +27,18 @@ SENTENCES = [
     ("open the door and turn on the light", "en-us+f2"),
     ("numbers like seven and twelve are easy", "en"),
 ]
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """Import a script from tools/ or recipes/ as module `name` (registered in sys.modules, where
+    dataclasses look their module up); a module already loaded under that name is reused."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def synthesize(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Path:

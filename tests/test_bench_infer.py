@@ -13,12 +13,10 @@ import pytest
 
 from asr.config import UsageError
 from asr.data import read_manifest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_infer", ROOT / "tools" / "bench_infer.py")
-bench_infer = importlib.util.module_from_spec(_spec)
-sys.modules["bench_infer"] = bench_infer  # dataclasses look their module up there
-_spec.loader.exec_module(bench_infer)
+bench_infer = load_script("bench_infer", ROOT / "tools" / "bench_infer.py")
 
 
 def bench(*args: object) -> subprocess.CompletedProcess:

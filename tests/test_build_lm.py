@@ -6,7 +6,6 @@ The end-to-end tests (marked slow) use KenLM's lmplz/build_binary from the cache
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -14,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "build_lm.py"
@@ -27,11 +27,7 @@ The cat sat on the log!
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("build_lm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_lm", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_lm", SCRIPT)
 
 
 build_lm = _load()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import OmegaConf
 from asr import decoding
 from asr.decoding import BeamSearchDecoder, DecoderError, GreedyDecoder, Hypothesis, build_decoder
 from asr.text import CharTokenizer, SentencePieceTokenizer
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 TOK = CharTokenizer()
@@ -298,11 +298,7 @@ def test_config_keys_are_commented():
 # ---------------------------------------------------------------- with a KenLM language model
 
 def _load_build_lm():
-    spec = importlib.util.spec_from_file_location("build_lm", ROOT / "tools" / "build_lm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_lm", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_lm", ROOT / "tools" / "build_lm.py")
 
 
 LM_TEXT = """The cat sat on the mat.

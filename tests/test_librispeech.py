@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import importlib.util
 import io
 import json
-import sys
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import synthesize
+from conftest import load_script, synthesize
 
 from asr.config import UsageError
 from asr.data import read_manifest
@@ -23,16 +21,8 @@ from asr.data import read_manifest
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "librispeech"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare = _load("librispeech_prepare", RECIPE / "prepare.py")
-download = _load("librispeech_download", RECIPE / "download.py")
+prepare = load_script("librispeech_prepare", RECIPE / "prepare.py")
+download = load_script("librispeech_download", RECIPE / "download.py")
 
 # subset → {utterance id: transcript as written in LibriSpeech}; None: the line has no audio file
 TREE = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,11 +13,10 @@ import pytest
 import soundfile as sf
 
 from asr.data import read_manifest
+from conftest import load_script
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_manifest.py"
-_spec = importlib.util.spec_from_file_location("make_manifest", TOOL)
-make_manifest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_manifest)
+make_manifest = load_script("make_manifest", TOOL)
 
 
 @pytest.fixture

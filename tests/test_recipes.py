@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import torch
 
 from asr.data import read_manifest
 from asr.text import normalize_text
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "synthetic"
@@ -26,15 +26,7 @@ TINY = ["hours=0.04", "seed=0", "jobs=1", "split.dev=0.15", "split.test=0.15", "
         "augment.noise_prob=0.5", "augment.telephone_prob=0.3"]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare = _load("synthetic_prepare", RECIPE / "prepare.py")  # also puts engines, text_sources on sys.path
+prepare = load_script("synthetic_prepare", RECIPE / "prepare.py")  # also puts engines, text_sources on sys.path
 import engines  # noqa: E402
 import text_sources  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from asr.config import UsageError
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("tune_lm", ROOT / "tools" / "tune_lm.py")
-tune_lm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tune_lm)
+tune_lm = load_script("tune_lm", ROOT / "tools" / "tune_lm.py")
 
 LM_WEIGHTS, WORD_SCORES = [0.0, 20.0], [-40.0, 0.0, 40.0]  # extremes, so that the WER differs across the grid
 
