@@ -86,6 +86,7 @@ def run_cli(*args, **kwargs):
         (["data.train_manifest=/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: no such manifest file"),
         (["model=enormous"], "Could not find 'model/enormous'"),
         (["some/path.wav"], "asr.train takes only key=value overrides"),
+        (["trainer.precision=fp16", "trainer.device=cpu"], "trainer.precision=fp16 needs a CUDA device"),
     ],
 )
 def test_bad_configs_give_one_line_errors(tmp_path, args, message):
@@ -145,3 +146,14 @@ def test_ddp_on_cpu_with_two_processes(speech_dir, tmp_path):
     assert [m["step"] for m in metrics(out)] == [4, 8]  # rank 0 alone writes
     assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == 8
     load_bundle(out / "best.pt")
+
+
+def test_bpe_tokenizer_trains_and_is_bundled(speech_dir, tmp_path):
+    bad = run_cli(*overrides(speech_dir, tmp_path / "w", tokenizer="words"))
+    assert bad.returncode == 2 and "tokenizer must be char or bpe" in bad.stderr and "Traceback" not in bad.stderr
+    out = tmp_path / "bpe"
+    assert train.main(overrides(speech_dir, out, **{"tokenizer": "bpe", "bpe_vocab_size": 40,
+                                                    "trainer.max_steps": 4, "trainer.val_every": 4})) == 0
+    bundle = load_bundle(out / "best.pt")
+    assert bundle.tokenizer.kind == "sentencepiece" and len(bundle.tokenizer) == 41  # 40 pieces + blank
+    assert bundle.tokenizer.decode(bundle.tokenizer.encode("the cat sat")) == "the cat sat"
