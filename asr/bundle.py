@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from asr import ASSETS_DIR
 from asr.features import FeatureExtractor
 from asr.model import AcousticModel
 from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
-BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "model.pt"  # shipped default model
+BUNDLED_MODEL = ASSETS_DIR / "model.pt"  # the pretrained English model shipped in the package
 
 
 class BundleError(Exception):

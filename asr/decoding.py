@@ -32,12 +32,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from asr import ASSETS_DIR
 from asr.text import BLANK_ID, CharTokenizer, Tokenizer
 
 INSTALL_HINT = "pip install 'asr[decode]'"
 WORD_SEPARATOR = " "          # the character tokenizer's word separator
 FLASHLIGHT_SEPARATOR = "|"    # what flashlight-text calls the word separator ("silence") token
 FLASHLIGHT_BLANK = "<blank>"  # our blank token's name in the flashlight token list
+BUNDLED = "bundled"           # decoder.lm / decoder.lexicon value naming the files shipped with the package
+BUNDLED_FILES = {"lm": ASSETS_DIR / "lm.bin", "lexicon": ASSETS_DIR / "lexicon.txt"}  # English 4-gram (tools/build_lm.py)
 SENTENCEPIECE_WORD_START = "▁"
 UNK_WORD = "<unk>"
 PAD_SCORE = -1.0e4            # log-prob of impossible tokens on the appended word-boundary frame
@@ -383,6 +386,17 @@ def _best_run_end(token_lp: np.ndarray, blank_lp: np.ndarray, start: int, limit:
     return start + int(np.argmax(tok + blank_tail))
 
 
+def resolve_bundled(key: str, value: str | os.PathLike | None) -> str | os.PathLike | None:
+    """`decoder.lm` / `decoder.lexicon` as a path: "bundled" names the file shipped in asr/assets."""
+    if value != BUNDLED:
+        return value
+    path = BUNDLED_FILES[key]
+    if not path.is_file():
+        raise DecoderError(f"decoder.{key}=bundled: {path} is not in this install; pass decoder.lm=PATH "
+                           "decoder.lexicon=PATH (tools/build_lm.py), or decoder.lm=null decoder.lexicon=null")
+    return path
+
+
 def build_decoder(
     cfg: Mapping[str, Any], tokenizer: Tokenizer, frame_seconds: float
 ) -> GreedyDecoder | BeamSearchDecoder:
@@ -404,7 +418,7 @@ def build_decoder(
         beam_size=int(cfg["beam_size"]),
         beam_size_token=None if cfg["beam_size_token"] is None else int(cfg["beam_size_token"]),
         beam_threshold=float(cfg["beam_threshold"]),
-        lm=cfg["lm"], lexicon=cfg["lexicon"],
+        lm=resolve_bundled("lm", cfg["lm"]), lexicon=resolve_bundled("lexicon", cfg["lexicon"]),
         lm_weight=float(cfg["lm_weight"]), word_score=float(cfg["word_score"]),
         unk_score=float(cfg["unk_score"]), sil_score=float(cfg["sil_score"]),
         log_add=bool(cfg["log_add"]), nbest=int(cfg["nbest"]),

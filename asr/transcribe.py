@@ -29,7 +29,7 @@ from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.bundle import Bundle, BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import ManifestError, read_manifest
-from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder
+from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder, resolve_bundled
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4", ".aiff", ".aif"}
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
@@ -232,14 +232,19 @@ def write_output(t: Transcript, cfg: DictConfig, many: bool) -> None:
     tmp.replace(target)
 
 
-def print_info(bundle: Bundle) -> None:
-    """Describe a model bundle: where it came from and how it was trained."""
+def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
+    """Describe a model bundle (where it came from, how it was trained) and the decoder it would run with."""
     params = sum(p.numel() for p in bundle.recognizer.model.parameters())
     print(f"model: {bundle.path}")
     print(f"parameters: {params / 1e6:.2f} M; tokenizer: {bundle.tokenizer.to_dict()['kind']} ({len(bundle.tokenizer)} units)")
     print(f"architecture: {json.dumps(bundle.config['model'])}")
     for key, value in bundle.provenance.items():
-        print(f"{key}: {value}")
+        print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    decoder = f"decoder: {decoder_cfg.name}"
+    if decoder_cfg.name == "beam":
+        decoder += (f"; lm {resolve_bundled('lm', decoder_cfg.lm)}, lexicon {resolve_bundled('lexicon', decoder_cfg.lexicon)}, "
+                    f"lm_weight {decoder_cfg.lm_weight:g}, word_score {decoder_cfg.word_score:g}")
+    print(decoder)
 
 
 def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device) -> list[Transcript]:
@@ -304,7 +309,7 @@ def main(argv: list[str]) -> int:
     device = pick_device(cfg.device)
     bundle = load_bundle(cfg.model, device)
     if info:
-        print_info(bundle)
+        print_info(bundle, cfg.decoder)
         return 0
     if not paths:
         raise UsageError("no input: python -m asr.transcribe FILE_OR_DIR_OR_MANIFEST... [key=value ...]")

@@ -28,7 +28,7 @@ def bench(*args: object) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args,message", [
     (["num_files=0"], "num_files must be a positive integer"),
     (["threads=0"], "threads must be a positive integer"),
-    (["lm=x.bin"], "needs both lm= and lexicon="),
+    (["lm=x.bin", "lexicon=null"], "needs both lm= and lexicon=, or neither"),
     (["decoder=beam"], "drop decoder="),
     (["test.jsonl"], "takes key=value overrides only"),
 ])

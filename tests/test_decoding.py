@@ -273,19 +273,28 @@ def decoder_cfg(preset: str, **overrides):
 
 def test_build_decoder_from_config(tmp_path, monkeypatch):
     assert isinstance(build_decoder(decoder_cfg("greedy"), TOK, FRAME), GreedyDecoder)
-    beam = build_decoder(decoder_cfg("beam", nbest=2), TOK, FRAME)
+    beam = build_decoder(decoder_cfg("beam", nbest=2, lm=None, lexicon=None), TOK, FRAME)
     assert isinstance(beam, BeamSearchDecoder) and beam.nbest == 2 and beam.lm is None and beam.lexicon is None
+    # the default LM and lexicon are the ones shipped in the package
+    beam = build_decoder(decoder_cfg("beam"), TOK, FRAME)
+    assert (beam.lm, beam.lexicon) == (decoding.BUNDLED_FILES["lm"], decoding.BUNDLED_FILES["lexicon"])
     # every key of beam.yaml reaches the decoder
     seen = {}
     monkeypatch.setattr(decoding, "BeamSearchDecoder", lambda tok, fs, **kw: seen.update(kw))
     cfg = decoder_cfg("beam")
     build_decoder(cfg, TOK, FRAME)
     assert set(seen) == set(cfg.keys()) - {"name"}
-    assert seen["unk_score"] == -math.inf and seen["lm"] is None
+    assert seen["unk_score"] == -math.inf and seen["lm"] == decoding.BUNDLED_FILES["lm"]
     with pytest.raises(DecoderError, match="unknown beam decoder option.*beam_width"):
         build_decoder(decoder_cfg("beam", beam_width=3), TOK, FRAME)
     with pytest.raises(DecoderError, match="decoder.name"):
         build_decoder(decoder_cfg("greedy", name="viterbi"), TOK, FRAME)
+
+
+def test_missing_bundled_lm_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(decoding.BUNDLED_FILES, "lm", tmp_path / "absent.bin")
+    with pytest.raises(DecoderError, match=r"decoder.lm=bundled: .*absent.bin is not in this install; pass decoder.lm=PATH"):
+        build_decoder(decoder_cfg("beam"), TOK, FRAME)
 
 
 def test_config_keys_are_commented():

@@ -313,3 +313,34 @@ def test_lm_text_excludes_the_tiny_corpus_held_out_sentences(tiny_corpus, tmp_pa
     assert manifests["train"] <= lines
     assert not (manifests["dev"] | manifests["test"] | manifests["test_unseen_voice"]) & lines
     assert len(lines) > 10 * len(manifests["train"])  # every training-pool sentence, not only the synthesized ones
+
+
+@pytest.mark.slow
+def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
+    """All six stages of recipes/synthetic/run.sh on a tiny corpus and a tiny model trained for 6 steps."""
+    from asr.bundle import load_bundle
+
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    train_args = ("trainer.max_steps=6 trainer.val_every=3 trainer.log_every=1 trainer.progress=false "
+                  "trainer.num_threads=1 data.num_workers=0")
+    cmd = ["bash", str(RECIPE / "run.sh"), "--hours", "0.1", "--jobs", "1", "--data-dir", str(data),
+           "--exp-dir", str(exp), "--model", "tiny", "--epochs", "1", "--train-args", train_args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for stage in range(6):
+        assert f"stage {stage}:" in proc.stdout
+
+    bundle = load_bundle(exp / "bundle" / "model.pt")
+    assert bundle.provenance["steps"] in (3, 6) and bundle.provenance["weights"] == "fp16"  # best.pt: either validation
+    assert bundle.provenance["corpus"]["recipe"] == "recipes/synthetic" and bundle.provenance["corpus"]["seed"] == 0
+    assert bundle.provenance["lm"]["order"] == 4 and (exp / "bundle" / "lexicon.txt").is_file()
+    tuned = json.loads((exp / "tune_lm.json").read_text())["best"]
+    for split in ("test", "test_unseen_voice"):
+        count = len(read_manifest(data / f"{split}.jsonl"))
+        for decoder in ("greedy", "beam"):
+            summary = json.loads((exp / "eval" / f"{split}-{decoder}" / "summary.json").read_text())
+            assert summary["num_utterances"] == count and summary["decoder"] == decoder
+            assert summary["model"] == str(exp / "bundle" / "model.pt")
+        beam = json.loads((exp / "eval" / f"{split}-beam" / "summary.json").read_text())["decoder_config"]
+        assert (beam["lm"], beam["lm_weight"], beam["word_score"]) == (
+            str(exp / "bundle" / "lm.bin"), tuned["lm_weight"], tuned["word_score"])

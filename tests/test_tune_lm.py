@@ -68,7 +68,7 @@ def test_grid_table_and_best_pair(tiny_model, tiny_lm, speech_dir, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     ([], "no manifest"),
-    (["manifest=m.jsonl"], "needs lm= and lexicon="),
+    (["manifest=m.jsonl", "lm=null"], "needs an LM and a lexicon, not null"),
     (["manifest=m.jsonl", "lm=a", "lexicon=b", "lm_weights=[x]"], "lm_weights must be a non-empty list of finite numbers"),
     (["manifest=m.jsonl", "lm=a", "lexicon=b", "word_scores=[]"], "word_scores must be a non-empty list"),
     (["manifest=m.jsonl", "lm=a", "lexicon=b", "max_utterances=0"], "max_utterances must be a positive integer"),
@@ -81,8 +81,8 @@ def test_bad_options(args, message):
 
 
 def test_usage_error_is_one_line():
-    result = tune("manifest=m.jsonl")
-    assert result.returncode == 2 and result.stderr.startswith("error: tune_lm needs lm= and lexicon=")
+    result = tune("manifest=m.jsonl", "lexicon=null")
+    assert result.returncode == 2 and result.stderr.startswith("error: tune_lm needs an LM and a lexicon")
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -26,7 +26,7 @@ batch_seconds=300 decoder.beam_size=50):
     manifest      default data/synthetic/test.jsonl
     num_files     default 100
     model         model bundle (default: the bundled model)
-    lm, lexicon   KenLM model and lexicon for the beam+LM row (without them the row is skipped)
+    lm, lexicon   KenLM model and lexicon for the beam+LM row (default: bundled, the ones in asr/assets; lm=null lexicon=null skips the row)
     lm_weight, word_score, beam_size   beam decoder settings (default: conf/decoder/beam.yaml's)
     threads       torch CPU threads (default 2; pocketsphinx is single-threaded)
     pocketsphinx  true | false (default true; needs `pip install 'asr[bench]'`)
@@ -94,7 +94,7 @@ def parse_overrides(argv: list[str]) -> DictConfig:
     if paths:
         raise UsageError(f"bench_infer takes key=value overrides only, got {' '.join(paths)!r}; usage: {USAGE}")
     if any(o.partition("=")[0] == "decoder" for o in overrides):
-        raise UsageError("bench_infer always runs greedy and, with lm= and lexicon=, beam+LM; drop decoder=")
+        raise UsageError("bench_infer always runs greedy and, unless lm=null, beam+LM; drop decoder=")
     rewritten = tool_overrides(overrides, TOOL_DEFAULTS, {**DECODER_ALIASES, THREADS_ALIAS: "num_threads"})
     if not any(o.partition("=")[0] in (THREADS_ALIAS, "num_threads") for o in overrides):
         rewritten.append(f"num_threads={DEFAULT_THREADS}")
@@ -106,7 +106,7 @@ def parse_overrides(argv: list[str]) -> DictConfig:
     if not isinstance(cfg.pocketsphinx, bool):
         raise UsageError(f"pocketsphinx must be true or false, got {cfg.pocketsphinx}")
     if (cfg.decoder.lm is None) != (cfg.decoder.lexicon is None):
-        raise UsageError("the beam+LM row needs both lm= and lexicon= (tools/build_lm.py writes both)")
+        raise UsageError("the beam+LM row needs both lm= and lexicon=, or neither (null): tools/build_lm.py writes both")
     return cfg
 
 
@@ -232,7 +232,7 @@ def main(argv: list[str]) -> int:
           f"{100 * (padded / audio_seconds - 1):.0f}% padding); model {cfg.model}; "
           f"device {device}, torch threads {torch.get_num_threads()}; batch_seconds {cfg.batch_seconds}"
           + (f"; beam_size {cfg.decoder.beam_size}, lm_weight {cfg.decoder.lm_weight:g}, "
-             f"word_score {cfg.decoder.word_score:g}, lm {cfg.decoder.lm}" if cfg.decoder.lm else "; no lm= given: beam+LM skipped")
+             f"word_score {cfg.decoder.word_score:g}, lm {cfg.decoder.lm}" if cfg.decoder.lm else "; lm=null: beam+LM skipped")
           + (f"; pocketsphinx {_version('pocketsphinx')} (1 thread)" if cfg.pocketsphinx else ""))
     header = f"{'system':14s} {'RTF':>8s} {'WER':>7s} {'CER':>7s}  " + " ".join(f"{s:>8s}" for s in ASR_STAGES)
     print(header + "   (share of the system's time)")

@@ -14,7 +14,7 @@ Options (key=value, Hydra-style; the rest of conf/evaluate.yaml and conf/decoder
 e.g. device=cpu num_threads=1 decoder.beam_threshold=20):
     manifest        the dev manifest (required)
     model           model bundle (default: the bundled model)
-    lm, lexicon     KenLM model and lexicon (tools/build_lm.py writes both; required)
+    lm, lexicon     KenLM model and lexicon (tools/build_lm.py writes both; default: bundled, the ones in asr/assets)
     lm_weights      list of LM weights (default [0,0.5,1,1.5,2])
     word_scores     list of word scores (default [-1,0,1,2])
     beam_size       beam size (default: conf/decoder/beam.yaml's)
@@ -73,7 +73,7 @@ def parse_overrides(argv: list[str]) -> DictConfig:
     if OmegaConf.is_missing(cfg, "manifest"):
         raise UsageError(f"no manifest; usage: {USAGE}")
     if cfg.decoder.lm is None or cfg.decoder.lexicon is None:
-        raise UsageError(f"tune_lm needs lm= and lexicon= (tools/build_lm.py writes both); usage: {USAGE}")
+        raise UsageError(f"tune_lm needs an LM and a lexicon, not null (tools/build_lm.py writes both); usage: {USAGE}")
     return cfg
 
 

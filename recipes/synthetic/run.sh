@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The bundled pretrained model, icefall style: run the stages from --stage to --stop-stage.
+#   recipes/synthetic/run.sh                              stages 0-5: corpus, LM, train, tune, package, evaluate
+#   recipes/synthetic/run.sh --stage 2 --stop-stage 2     train only (resumes: run it again after a stop)
+#   recipes/synthetic/run.sh --stage 4 --bundle-dir asr/assets   ship the result as the bundled model
+# Stages: 0 corpus (prepare.py), 1 LM text (training sentences only) + KenLM 4-gram (8-bit), 2 train,
+# 3 tune lm_weight / word_score on dev, 4 package (fp16 bundle + LM + lexicon), 5 evaluate the package
+# on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+stage=0
+stop_stage=5
+hours=25                            # corpus size (recipes/synthetic/conf/prepare.yaml)
+seed=0                              # corpus seed: the sentence split, voices and augmentation
+jobs=2                              # synthesis processes
+data_dir=data/synthetic             # the corpus: manifests, wav/, summary.json, lm_train.txt
+exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/, tune_lm.json, eval/
+model=small                         # conf/model preset
+epochs=12                           # trainer.max_epochs
+bundle_dir=""                       # stage 4 output (default $exp_dir/bundle; asr/assets ships it)
+train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --hours) hours=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --data-dir) data_dir=$2; shift 2 ;;
+    --exp-dir) exp_dir=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --bundle-dir) bundle_dir=$2; shift 2 ;;
+    --train-args) train_args=$2; shift 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --epochs --bundle-dir --train-args)" >&2; exit 2 ;;
+  esac
+done
+bundle_dir=${bundle_dir:-$exp_dir/bundle}
+lm_dir=$exp_dir/lm
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "stage 0: ${hours} h corpus in $data_dir (seed $seed)"
+  python recipes/synthetic/prepare.py out_dir=$data_dir hours=$hours seed=$seed jobs=$jobs
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: LM text (training sentences only) and 8-bit KenLM 4-gram in $lm_dir"
+  python recipes/synthetic/lm_text.py out=$data_dir/lm_train.txt out_dir=$data_dir seed=$seed
+  python tools/build_lm.py $data_dir/lm_train.txt $lm_dir --quantize 8
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: train model=$model for $epochs epochs into $exp_dir"
+  # shellcheck disable=SC2086  # train_args is a list of overrides
+  python -m asr.train data=synthetic model=$model out_dir=$exp_dir resume=true trainer.max_epochs=$epochs \
+    data.train_manifest=$data_dir/train.jsonl data.dev_manifest=$data_dir/dev.jsonl $train_args
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: tune lm_weight and word_score on dev"
+  python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$exp_dir/best.pt lm=$lm_dir/lm.bin \
+    lexicon=$lm_dir/lexicon.txt "lm_weights=[0.5,1,1.5,2]" "word_scores=[-1,0,1,2]" max_utterances=500 \
+    out=$exp_dir/tune_lm.json
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: package $exp_dir/best.pt with the LM into $bundle_dir"
+  python tools/package_model.py $exp_dir/best.pt --corpus $data_dir --lm $lm_dir --lm-text $data_dir/lm_train.txt \
+    --out $bundle_dir
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  beam=(decoder=beam decoder.lm=$bundle_dir/lm.bin decoder.lexicon=$bundle_dir/lexicon.txt)
+  if [ -f "$exp_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
+    beam+=($(python -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]
+print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$exp_dir/tune_lm.json"))
+  fi
+  for set in test test_unseen_voice; do
+    log "stage 5: evaluate $bundle_dir/model.pt on $set, greedy and ${beam[*]}"
+    python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt report_dir=$exp_dir/eval/$set-greedy
+    python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt "${beam[@]}" \
+      report_dir=$exp_dir/eval/$set-beam
+  done
+  grep -H '"wer"\|"cer"' $exp_dir/eval/*/summary.json || true
+fi

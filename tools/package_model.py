@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Make a trained model the bundled pretrained model: bundle, KenLM model and lexicon into asr/assets.
+
+    python tools/package_model.py exp/small/best.pt --corpus data/synthetic --lm exp/lm_q8 \\
+        --lm-text data/synthetic/lm_train.txt [--out asr/assets] [--fp32]
+
+Writes, atomically, in OUT:
+
+    model.pt     the bundle with fp16 weights (loaded back as fp32; --fp32 keeps them as trained)
+    lm.bin       copied from the --lm folder (tools/build_lm.py output)
+    lexicon.txt  copied from the --lm folder
+
+and adds to the bundle's provenance what `python -m asr.transcribe --info` prints:
+
+    corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
+    train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
+                      start or resume), of the time between their first and last event
+    lm                LM order, n-gram counts (lm.arpa's header), size and the text it was built from
+
+Refuses a bundle over MAX_MODEL_BYTES or an LM over MAX_LM_BYTES (the package must stay small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a source checkout
+    sys.path.insert(0, str(ROOT))
+
+from asr import ASSETS_DIR  # noqa: E402
+from asr.bundle import BundleError, load_bundle, save_bundle  # noqa: E402
+
+MAX_MODEL_BYTES = 25_000_000  # the bundled model
+MAX_LM_BYTES = 20_000_000     # the bundled KenLM binary
+LM_FILES = ("lm.bin", "lexicon.txt")
+
+
+class PackageError(Exception):
+    """An expected failure (missing input, too large); printed as one line."""
+
+
+def corpus_provenance(corpus_dir: Path) -> dict:
+    """Recipe, seed and hours per split from a corpus made by recipes/synthetic/prepare.py."""
+    summary_path = corpus_dir / "summary.json"
+    if not summary_path.is_file():
+        raise PackageError(f"{summary_path}: no such file (is {corpus_dir} a corpus made by recipes/synthetic/prepare.py?)")
+    summary = json.loads(summary_path.read_text())
+    hours = {split: info["hours"] for split, info in summary["splits"].items()}
+    return {"recipe": "recipes/synthetic", "seed": summary["seed"], "hours": hours,
+            "voices": {split: info["voices"] for split, info in summary["splits"].items()}}
+
+
+def train_wall_hours(run_dir: Path) -> float | None:
+    """Sum over the run's TensorBoard event files of the span between their first and last event (hours)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    total = 0.0
+    files = sorted((run_dir / "tb").glob("events.out.tfevents.*"))
+    for path in files:
+        times = [event.wall_time for event in EventFileLoader(str(path)).Load() if event.HasField("summary")]
+        if times:
+            total += max(times) - min(times)
+    return round(total / 3600, 2) if files else None
+
+
+def lm_provenance(lm_dir: Path, lm_text: Path | None) -> dict:
+    """Order and n-gram counts from lm.arpa's \\data\\ header, the binary's size, the source text."""
+    counts = []
+    arpa = lm_dir / "lm.arpa"
+    if arpa.is_file():
+        with arpa.open() as f:
+            for line in f:
+                if line.startswith("ngram "):
+                    counts.append(int(line.split("=")[1]))
+                elif counts and not line.strip():
+                    break
+    info = {"order": len(counts) or None, "ngrams": counts, "bytes": (lm_dir / "lm.bin").stat().st_size,
+            "lexicon_words": sum(1 for _ in (lm_dir / "lexicon.txt").open())}
+    if lm_text is not None:
+        info["text"] = str(lm_text)
+        info["text_sentences"] = sum(1 for _ in lm_text.open())
+    return info
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy src to dst through a temporary file in dst's folder."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, out: Path, half: bool) -> dict:
+    """Write the bundle and LM files into `out`; returns the provenance written."""
+    for name in LM_FILES:
+        if not (lm_dir / name).is_file():
+            raise PackageError(f"{lm_dir / name}: no such file (tools/build_lm.py writes {' and '.join(LM_FILES)})")
+    lm_bytes = (lm_dir / "lm.bin").stat().st_size
+    if lm_bytes > MAX_LM_BYTES:
+        raise PackageError(f"{lm_dir / 'lm.bin'}: {lm_bytes / 1e6:.1f} MB is over the {MAX_LM_BYTES / 1e6:.0f} MB limit "
+                           "(tools/build_lm.py --quantize 8 or --prune)")
+    bundle = load_bundle(checkpoint)
+    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus),
+                  "train_wall_hours": train_wall_hours(checkpoint.parent),
+                  "weights": "fp16" if half else "fp32", "lm": lm_provenance(lm_dir, lm_text)}
+    out.mkdir(parents=True, exist_ok=True)
+    save_bundle(out / "model.pt", bundle.recognizer, bundle.tokenizer, bundle.config, provenance, half=half)
+    size = (out / "model.pt").stat().st_size
+    if size > MAX_MODEL_BYTES:
+        (out / "model.pt").unlink()
+        raise PackageError(f"{checkpoint}: the bundle is {size / 1e6:.1f} MB, over the {MAX_MODEL_BYTES / 1e6:.0f} MB limit")
+    for name in LM_FILES:
+        copy_atomic(lm_dir / name, out / name)
+    return provenance
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: parse arguments, package, print what was written."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="the bundle to ship (a run's best.pt)")
+    parser.add_argument("--corpus", type=Path, required=True, help="the corpus folder it was trained on (summary.json)")
+    parser.add_argument("--lm", type=Path, required=True, help="tools/build_lm.py output folder (lm.bin, lexicon.txt)")
+    parser.add_argument("--lm-text", type=Path, default=None, help="the text the LM was built from (recorded)")
+    parser.add_argument("--out", type=Path, default=ASSETS_DIR, help=f"destination folder (default {ASSETS_DIR})")
+    parser.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16)")
+    args = parser.parse_args(argv)
+    try:
+        provenance = package(args.checkpoint, args.corpus, args.lm, args.lm_text, args.out, half=not args.fp32)
+    except (PackageError, BundleError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for name in ("model.pt", *LM_FILES):
+        print(f"{args.out / name}: {(args.out / name).stat().st_size / 1e6:.1f} MB")
+    print(json.dumps(provenance, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
