@@ -23,7 +23,7 @@ from asr.audio import AudioError
 from asr.bundle import BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, collate, read_manifest
-from asr.decoding import DecoderError, build_decoder
+from asr.decoding import DecoderError, build_decoder, resolve_bundled
 from asr.metrics import ErrorRates, align, error_rates, top_errors, utterance_wer
 
 
@@ -79,11 +79,15 @@ def main(argv: list[str]) -> int:
     refs = [e.text for e in entries]
     rates = error_rates(refs, hyps)
     audio_seconds = sum(e.duration for e in entries)
+    decoder_config = OmegaConf.to_container(cfg.decoder, resolve=True)
+    for key in ("lm", "lexicon"):  # the files used, not "bundled"
+        if decoder_config.get(key) is not None:
+            decoder_config[key] = str(resolve_bundled(key, decoder_config[key]))
     summary = {
         "wer": rates.wer, "cer": rates.cer, "num_utterances": len(entries), "audio_seconds": round(audio_seconds, 3),
         "wall_seconds": round(wall, 3), "rtf": wall / audio_seconds, "model": str(bundle.path),
         "decoder": cfg.decoder.name, "manifest": str(cfg.manifest), "device": str(device),
-        "decoder_config": OmegaConf.to_container(cfg.decoder, resolve=True), "model_provenance": bundle.provenance,
+        "decoder_config": decoder_config, "model_provenance": bundle.provenance,
     }
     rows = []
     for e, hyp in zip(entries, hyps):
