@@ -325,7 +325,9 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
                   "trainer.num_threads=1 data.num_workers=0")
     cmd = ["bash", str(RECIPE / "run.sh"), "--hours", "0.1", "--jobs", "1", "--data-dir", str(data),
            "--exp-dir", str(exp), "--model", "tiny", "--epochs", "1", "--train-args", train_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # run.sh calls `python`: this one
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for stage in range(6):
         assert f"stage {stage}:" in proc.stdout
