@@ -1,0 +1,68 @@
+"""tools/package_model.py: its refusals, each one line naming the file (the success path runs in
+tests/test_recipes.py::test_run_sh_makes_packages_and_evaluates_a_model)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, load_script
+
+package_model = load_script("package_model", ROOT / "tools" / "package_model.py")
+
+
+def _lm_dir(tmp_path, lm_bytes: int = 10):
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "lm.bin").write_bytes(b"\0" * lm_bytes)
+    (lm / "lexicon.txt").write_text("a a |\n")
+    return lm
+
+
+def _corpus(tmp_path, summary: bool = True):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    if summary:
+        (corpus / "summary.json").write_text(json.dumps(
+            {"seed": 3, "splits": {"train": {"hours": 1.5, "voices": 4}, "dev": {"hours": 0.1, "voices": 2}}}))
+    return corpus
+
+
+def main(capsys, *args) -> tuple[int, str]:
+    code = package_model.main([str(a) for a in args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_refusals_are_one_line(tiny_model, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    lm, corpus = _lm_dir(tmp_path), _corpus(tmp_path)
+    (lm / "lexicon.txt").unlink()
+    code, err = main(capsys, tiny_model, "--corpus", corpus, "--lm", lm, "--out", out)
+    assert code == 1 and err.startswith(f"error: {lm / 'lexicon.txt'}: no such file") and err.count("\n") == 1
+
+    (lm / "lexicon.txt").write_text("a a |\n")
+    monkeypatch.setattr(package_model, "MAX_LM_BYTES", 5)
+    code, err = main(capsys, tiny_model, "--corpus", corpus, "--lm", lm, "--out", out)
+    assert code == 1 and "lm.bin: 0.0 MB is over the 0 MB limit" in err and err.count("\n") == 1
+    monkeypatch.undo()
+
+    code, err = main(capsys, tiny_model, "--corpus", tmp_path / "lm", "--lm", lm, "--out", out)
+    assert code == 1 and f"{tmp_path / 'lm' / 'summary.json'}: no such file" in err
+
+    monkeypatch.setattr(package_model, "MAX_MODEL_BYTES", 1000)
+    code, err = main(capsys, tiny_model, "--corpus", corpus, "--lm", lm, "--out", out)
+    assert code == 1 and "over the 0 MB limit" in err and not (out / "model.pt").exists()
+    assert not list(out.glob("*"))  # nothing half-written is left
+
+
+def test_provenance_from_the_corpus_and_lm(tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _ = main(capsys, tiny_model, "--corpus", _corpus(tmp_path), "--lm", _lm_dir(tmp_path), "--out", out, "--fp32")
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["lexicon.txt", "lm.bin", "model.pt"]
+    from asr.bundle import load_bundle
+
+    provenance = load_bundle(out / "model.pt").provenance
+    assert provenance["corpus"] == {"recipe": "recipes/synthetic", "seed": 3, "hours": {"train": 1.5, "dev": 0.1},
+                                    "voices": {"train": 4, "dev": 2}}
+    assert provenance["weights"] == "fp32" and provenance["lm"]["lexicon_words"] == 1
+    assert provenance["train_wall_hours"] is not None  # the tiny run logged to TensorBoard
