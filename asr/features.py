@@ -129,18 +129,13 @@ class FeatureExtractor(nn.Module):
 
 def plot_features(feats: torch.Tensor, path: str, title: str) -> None:
     """Save a (T, n_mels) feature matrix as a spectrogram image."""
-    import matplotlib
+    from asr.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(10, 3.2), dpi=100)
     im = ax.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
     ax.set(title=title, xlabel="frame (10 ms)", ylabel="mel band")
     fig.colorbar(im, ax=ax, pad=0.01)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Plot a training run's curves: loss, dev error rates and learning rate against the step.
+
+    python tools/plot_training.py exp/small [--out exp/small/training.png] [--title "small, synthetic"]
+
+Reads what `python -m asr.train` writes in its out_dir:
+
+    tb/events.out.tfevents.*  train/loss (running mean since the last validation) and train/lr every
+                              trainer.log_every steps; one file per start or resume, and where a
+                              resumed run repeats steps the later file wins
+    metrics.jsonl             one line per validation: train_loss, dev_loss, dev_wer, dev_cer
+
+and writes one PNG with three panels (loss; dev WER and CER; learning rate), the best dev WER marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a source checkout
+    sys.path.insert(0, str(ROOT))
+
+from asr.plotting import pyplot, save_figure  # noqa: E402
+
+
+class PlotError(Exception):
+    """An expected failure (not a training run, nothing logged yet); printed as one line."""
+
+
+def event_file_time(path: Path) -> int:
+    """The creation time in a TensorBoard event file's name (events.out.tfevents.TIME.HOST...)."""
+    field = path.name.split(".")[3:4]
+    return int(field[0]) if field and field[0].isdigit() else 0
+
+
+def read_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} from the run's TensorBoard event files, later files overriding earlier ones."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    scalars: dict[str, dict[int, float]] = {}
+    files = sorted((run_dir / "tb").glob("events.out.tfevents.*"), key=event_file_time)
+    for path in files:
+        for event in EventFileLoader(str(path)).Load():
+            if event.HasField("summary"):
+                for value in event.summary.value:
+                    if value.HasField("simple_value"):  # the writer's form; the loader converts it to a tensor
+                        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+                    elif value.HasField("tensor") and len(value.tensor.float_val) == 1:
+                        scalars.setdefault(value.tag, {})[event.step] = value.tensor.float_val[0]
+    return scalars
+
+
+def read_validations(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl lines (one per validation), in step order."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{path}: no such file (is {run_dir} an asr.train out_dir?)")
+    lines = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise PlotError(f"{path}:{number}: not JSON ({e.msg})") from None
+    if not lines:
+        raise PlotError(f"{path}: no validation yet (the first comes after trainer.val_every steps)")
+    return sorted(lines, key=lambda m: m["step"])
+
+
+def plot_training(run_dir: Path, out: Path, title: str) -> Path:
+    """Write the three-panel PNG for `run_dir` to `out` and return it."""
+    validations = read_validations(run_dir)
+    scalars = read_scalars(run_dir)
+    steps = [m["step"] for m in validations]
+
+    fig, (ax_loss, ax_wer, ax_lr) = pyplot().subplots(3, 1, figsize=(8, 8.5), dpi=100, sharex=True,
+                                                 gridspec_kw={"height_ratios": [3, 3, 1.4]})
+    if "train/loss" in scalars:
+        s = sorted(scalars["train/loss"].items())
+        ax_loss.plot([k for k, _ in s], [v for _, v in s], color="tab:blue", alpha=0.35, lw=0.8,
+                     label="train loss (running mean, restarts after each validation)")
+    ax_loss.plot(steps, [m["train_loss"] for m in validations], "o-", color="tab:blue", ms=3,
+                 label="train loss (mean over the steps since the last validation)")
+    ax_loss.plot(steps, [m["dev_loss"] for m in validations], "o-", color="tab:orange", ms=3, label="dev loss")
+    ax_loss.set_ylabel("CTC loss per token")
+    ax_loss.set_yscale("log")
+    ax_loss.legend(fontsize=8)
+    ax_loss.grid(alpha=0.3, which="both")
+
+    ax_wer.plot(steps, [100 * m["dev_wer"] for m in validations], "o-", color="tab:red", ms=3, label="dev WER (greedy)")
+    ax_wer.plot(steps, [100 * m["dev_cer"] for m in validations], "o-", color="tab:purple", ms=3, label="dev CER (greedy)")
+    best = min(validations, key=lambda m: m["dev_wer"])
+    ax_wer.annotate(f"best {100 * best['dev_wer']:.1f}% @ {best['step']}", (best["step"], 100 * best["dev_wer"]),
+                    textcoords="offset points", xytext=(-10, 12), ha="right", fontsize=8)
+    ax_wer.set_ylabel("%")
+    ax_wer.legend(fontsize=8)
+    ax_wer.grid(alpha=0.3)
+
+    if "train/lr" in scalars:
+        s = sorted(scalars["train/lr"].items())
+        ax_lr.plot([k for k, _ in s], [v for _, v in s], color="tab:green", lw=1)
+    else:
+        ax_lr.plot(steps, [m["lr"] for m in validations], "o-", color="tab:green", ms=3)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+
+    fig.suptitle(title)
+    return save_figure(fig, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `python tools/plot_training.py RUN_DIR [--out PNG] [--title TEXT]`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="an asr.train out_dir (metrics.jsonl, tb/)")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: RUN_DIR/training.png)")
+    parser.add_argument("--title", help="figure title (default: the run folder's name)")
+    args = parser.parse_args(argv)
+    try:
+        out = plot_training(args.run_dir, args.out or args.run_dir / "training.png", args.title or args.run_dir.name)
+    except PlotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
