@@ -17,7 +17,7 @@ jobs=2                              # synthesis processes
 data_dir=data/synthetic             # the corpus: manifests, wav/, summary.json, lm_train.txt
 exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/, tune_lm.json, eval/
 model=small                         # conf/model preset
-epochs=11                           # trainer.max_epochs
+epochs=17                           # trainer.max_epochs
 bundle_dir=""                       # stage 4 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2"
 
