@@ -212,9 +212,11 @@ def test_lexicon_constrains_the_output(tmp_path):
     # the chosen 'a' frame had posterior 0.4: the word's confidence is the mean of 0.9, 0.4, 0.9
     assert hyp.words[1].confidence == pytest.approx((0.9 + 0.4 + 0.9) / 3, abs=1e-6)
     assert hyp.words[1].end == pytest.approx(x.shape[1] * FRAME)  # the appended boundary frame is not counted
-    # a word outside the lexicon is never emitted with unk_score=-inf: 'the' alone plus nothing else fits
+    # a word outside the lexicon is never emitted with unk_score=-inf. Which lexicon words fill the 'c?t' frames
+    # is a tie here ('the' then blanks scores exactly as 'the the': every off-path token has the same
+    # probability), so only the words are checked, not how many.
     only_the = BeamSearchDecoder(TOK, FRAME, lexicon=write_lexicon(tmp_path / "l2.txt", ["the"])).decode(x, n)[0]
-    assert only_the.text == "the"
+    assert only_the.text.split()[0] == "the" and set(only_the.text.split()) == {"the"}
 
 
 def test_lexicon_with_sentencepiece(bpe, tmp_path):
