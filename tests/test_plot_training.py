@@ -45,6 +45,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "metrics.jsonl: no such file" in err
 
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert plot_training.main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.jsonl: no validation yet" in err
+
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 50}) + "\n{broken\n")
     assert plot_training.main([str(tmp_path)]) == 1
     err = capsys.readouterr().err
