@@ -15,6 +15,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from asr.files import atomic_path
+
 SAMPLE_RATE = 16000  # Hz; the rate every model in this toolkit works at
 
 
@@ -96,9 +98,7 @@ def audio_duration(path: str | os.PathLike) -> float:
 
 def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write a mono waveform as 16-bit PCM (format from the extension), atomically."""
-    path = Path(path)
     data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # same extension: soundfile picks the format from it
-    sf.write(str(tmp), data.astype(np.float32), sample_rate, subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:  # soundfile picks the format from the extension
+        sf.write(str(tmp), data.astype(np.float32), sample_rate, subtype="PCM_16")
 

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from asr import ASSETS_DIR
 from asr.features import FeatureExtractor
+from asr.files import atomic_path
 from asr.model import AcousticModel
 from asr.text import Tokenizer, tokenizer_from_dict
 
@@ -95,11 +96,8 @@ def save_bundle(
         "state_dict": state,
         "provenance": dict(provenance or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_bundle(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Bundle:

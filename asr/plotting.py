@@ -1,11 +1,13 @@
 """Figures for people to look at (spectrograms, training curves, alignments): matplotlib without a
-display, each figure written atomically. Imports nothing of ours, like `audio` and `text`."""
+display, each figure written atomically. Imports only `files` of ours, like `audio` and `text`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
+
+from asr.files import atomic_path
 
 
 def pyplot() -> Any:
@@ -20,11 +22,10 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     """Lay out `fig`, write it to `path` atomically (no half-written image is ever seen) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # same suffix: matplotlib picks the format from it
-    fig.savefig(tmp)
-    pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib picks the format from the extension
+            fig.savefig(tmp)
+    finally:
+        pyplot().close(fig)
+    return Path(path)

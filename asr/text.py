@@ -18,6 +18,8 @@ from typing import Iterable
 import torch
 from num2words import num2words
 
+from asr.files import atomic_path, write_text_atomic
+
 BLANK = "<blank>"
 BLANK_ID = 0
 CHARS = " abcdefghijklmnopqrstuvwxyz'"  # ids 1..28; space is the word separator
@@ -155,9 +157,10 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     """Write a character tokenizer as JSON, or a SentencePiece one as its .model file."""
     path = Path(path)
     if isinstance(tokenizer, CharTokenizer):
-        path.write_text(json.dumps(tokenizer.to_dict()) + "\n")
+        write_text_atomic(path, json.dumps(tokenizer.to_dict()) + "\n")
     else:
-        path.write_bytes(tokenizer.model_proto)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(tokenizer.model_proto)
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

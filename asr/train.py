@@ -38,6 +38,7 @@ from asr.data import (
     BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
 )
 from asr.decoding import GreedyDecoder
+from asr.files import atomic_path, write_text_atomic
 from asr.metrics import error_rates
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer_from_dict
 
@@ -167,9 +168,8 @@ def validate(recognizer: Recognizer, loader: DataLoader, entries: list[Utterance
 
 def atomic_save(obj: dict, path: Path) -> None:
     """torch.save to a temporary file, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def rng_state() -> dict:
@@ -299,7 +299,7 @@ def main(argv: list[str]) -> int:
         if metrics_path.exists():  # drop validations written after the checkpoint we resume from
             lines = metrics_path.read_text().splitlines()
             keep = [ln for ln in lines if checkpoint and json.loads(ln)["step"] <= state.step]
-            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+            write_text_atomic(metrics_path, "".join(ln + "\n" for ln in keep))
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out_dir / "tb"), purge_step=state.step if checkpoint else None)

@@ -30,6 +30,7 @@ from asr.bundle import Bundle, BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import ManifestError, read_manifest
 from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder, resolve_bundled
+from asr.files import write_text_atomic
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4", ".aiff", ".aif"}
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt")
@@ -226,10 +227,7 @@ def write_output(t: Transcript, cfg: DictConfig, many: bool) -> None:
         with (folder / "transcripts.jsonl").open("a") as f:
             f.write(render(t, fmt, cfg))
         return
-    target = folder / f"{t.path.stem}.{fmt}"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(render(t, fmt, cfg))
-    tmp.replace(target)
+    write_text_atomic(folder / f"{t.path.stem}.{fmt}", render(t, fmt, cfg))
 
 
 def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:

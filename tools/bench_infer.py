@@ -55,6 +55,7 @@ from asr.bundle import BundleError, load_bundle  # noqa: E402
 from asr.config import UsageError, load_config, pick_device, run_main, split_args, tool_overrides  # noqa: E402
 from asr.data import ManifestError, Utterance, read_manifest  # noqa: E402
 from asr.decoding import DecoderError, GreedyDecoder, build_decoder  # noqa: E402
+from asr.files import write_text_atomic  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.transcribe import Segment, batches  # noqa: E402
 
@@ -254,7 +255,7 @@ def main(argv: list[str]) -> int:
                   "model": str(cfg.model), "device": str(device), "threads": torch.get_num_threads(),
                   "decoder": OmegaConf.to_container(cfg.decoder, resolve=True), "systems": results}
         Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.report).write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(cfg.report, json.dumps(report, indent=2) + "\n")
     return 0
 
 

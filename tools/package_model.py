@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 
 from asr import ASSETS_DIR  # noqa: E402
 from asr.bundle import BundleError, load_bundle, save_bundle  # noqa: E402
+from asr.files import atomic_path  # noqa: E402
 
 MAX_MODEL_BYTES = 25_000_000  # the bundled model
 MAX_LM_BYTES = 20_000_000     # the bundled KenLM binary
@@ -90,9 +90,8 @@ def lm_provenance(lm_dir: Path, lm_text: Path | None) -> dict:
 
 def copy_atomic(src: Path, dst: Path) -> None:
     """Copy src to dst through a temporary file in dst's folder."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, out: Path, half: bool) -> dict:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from asr.bundle import Bundle, BundleError, load_bundle  # noqa: E402
 from asr.config import UsageError, load_config, pick_device, run_main, split_args, tool_overrides  # noqa: E402
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest  # noqa: E402
 from asr.decoding import BeamSearchDecoder, DecoderError, GreedyDecoder, build_decoder  # noqa: E402
+from asr.files import atomic_path, write_text_atomic  # noqa: E402
 from asr.metrics import ErrorRates, error_rates  # noqa: E402
 
 # tool options (added to the evaluate config) and their defaults
@@ -124,10 +124,8 @@ def cached_log_probs(cache: str | None, bundle: Bundle, entries: list[Utterance]
         except Exception as err:  # a truncated or foreign file: recompute and overwrite it
             print(f"{path} is unreadable ({type(err).__name__}); recomputing", file=sys.stderr)
     log_probs = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"key": key, "log_probs": log_probs}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "log_probs": log_probs}, tmp)
     return log_probs
 
 
@@ -211,7 +209,7 @@ def main(argv: list[str]) -> int:
                   "grid": [{"lm_weight": w, "word_score": s, **_rates_json(r)} for (w, s), r in grid.items()],
                   "best": {"lm_weight": best[0], "word_score": best[1], **_rates_json(grid[best])}}
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(cfg.out, json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -15,7 +15,6 @@ from it, means the corpus was made with other settings, and the run fails.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from prepare import CONF_DIR, SPLITS, check_config, read_sentences, sentence_poo
 
 from asr.config import UsageError, load_config, run_main, split_args  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
+from asr.files import write_text_atomic  # noqa: E402
 
 OUT_KEY = "out"
 DEFAULT_OUT_NAME = "lm_train.txt"  # in out_dir when out= is not given
@@ -74,10 +74,7 @@ def main(argv: list[str]) -> int:
     pools = sentence_pools(sentences, OmegaConf.to_container(cfg, resolve=True))
     train = [s.text for s in pools[TRAIN_POOL]]
     checked = check_against_manifests(set(train), Path(cfg.out_dir))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("".join(text + "\n" for text in train), encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(out, "".join(text + "\n" for text in train))
     held_out = ", ".join(f"{len(pools[p])} {p}" for p in sorted(pools) if p != TRAIN_POOL)
     print(f"wrote {len(train)} training-pool sentences ({sum(len(t.split()) for t in train)} words) to {out}; "
           f"held out: {held_out or 'none'}"

@@ -40,6 +40,7 @@ from text_sources import Sentence, load_sentences  # noqa: E402
 from asr.audio import audio_duration  # noqa: E402
 from asr.config import UsageError, load_config, run_main, split_args  # noqa: E402
 from asr.data import Utterance, write_manifest  # noqa: E402
+from asr.files import write_text_atomic  # noqa: E402
 
 CONF_DIR = HERE / "conf"
 SPLITS = ("train", "dev", "test", "test_unseen_voice")
@@ -390,7 +391,7 @@ def main(argv: list[str]) -> int:
     stale = sum(1 for p in out_dir.glob("wav/*/*.wav") if str(p.relative_to(out_dir)) not in planned_paths)
     summary = summarize(cfg, plan, entries, inventory, sentences, missing_sources, run, len(plan) - len(todo), stale,
                         time.perf_counter() - start)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     print(f"wrote {', '.join(f'{s}.jsonl' for s in entries)} and summary.json in {out_dir}")
     missing = [s for s in SPLITS if s not in entries and any(it["split"] == s for it in plan)]
