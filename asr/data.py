@@ -20,8 +20,9 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asr.audio import SAMPLE_RATE, load_audio
-from asr.text import Tokenizer
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.files import atomic_path
+from asr.text import Tokenizer, normalize_text
 
 
 class ManifestError(ValueError):
@@ -96,15 +97,27 @@ def read_manifest(path: str | os.PathLike, check_files: bool = False) -> list[Ut
     return entries
 
 
+def measure_utterance(audio: Path, transcript: str, extra: dict | None = None) -> Utterance:
+    """A new manifest entry: `transcript` normalized, the duration read from `audio` (its absolute path is kept).
+
+    Raises ManifestError when the transcript normalizes to nothing, AudioError when the audio is unreadable or
+    has no samples; both messages name the audio file.
+    """
+    text = normalize_text(transcript)
+    if not text:
+        raise ManifestError(f"{audio}: empty transcript" + (" after normalization" if transcript.strip() else ""))
+    duration = audio_duration(audio)
+    if duration <= 0:
+        raise AudioError(f"{audio}: contains no audio samples")
+    return Utterance(str(Path(audio).resolve()), duration, text, extra=dict(extra or {}))
+
+
 def write_manifest(path: str | os.PathLike, entries: Iterable[Utterance]) -> None:
     """Write entries atomically; audio paths below the manifest's folder are stored relative to it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for entry in entries:
             f.write(json.dumps(entry.to_json(path.parent)) + "\n")
-    os.replace(tmp, path)
 
 
 def ctc_min_frames(ids: list[int]) -> int:

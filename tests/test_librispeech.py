@@ -59,7 +59,7 @@ def test_prepare_builds_manifests_from_the_layout(libri_tree, capsys):
     argv = [f"corpus_dir={libri_tree / 'download' / 'LibriSpeech'}", f"out_dir={libri_tree}", "jobs=2"]
     assert prepare.main(argv) == 0
     out = capsys.readouterr().out
-    assert "1272-128104-0002.flac: no such file" in out and "2277-149896-0001: empty transcript" in out
+    assert "1272-128104-0002.flac: no such file" in out and "2277-149896-0001.flac: empty transcript" in out
     assert "dev-other: not found" in out
 
     dev = read_manifest(libri_tree / "dev-clean.jsonl", check_files=True)

@@ -15,10 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
+from asr.audio import AudioError
 from asr.config import fail
-from asr.data import Utterance, write_manifest
-from asr.text import normalize_text
+from asr.data import ManifestError, Utterance, measure_utterance, write_manifest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a"}
 MAX_SKIPPED_SHOWN = 50
@@ -55,19 +54,12 @@ def make_entries(pairs: list[tuple[Path, str]]) -> tuple[list[Utterance], list[s
     """Normalize transcripts and measure durations; returns the entries and a line per skipped file."""
     entries, skipped = [], []
     for audio, raw in pairs:
-        text = normalize_text(raw)
-        if not text:
-            skipped.append(f"{audio}: empty transcript" + (" after normalization" if raw.strip() else ""))
-            continue
         try:
-            duration = audio_duration(audio)
+            entries.append(measure_utterance(audio, raw))
+        except ManifestError as err:
+            skipped.append(str(err))
         except AudioError as err:
             skipped.append(f"unreadable audio: {err}")
-            continue
-        if duration <= 0:
-            skipped.append(f"unreadable audio: {audio}: contains no audio samples")
-            continue
-        entries.append(Utterance(str(audio.resolve()), duration, text))
     return entries, skipped
 
 

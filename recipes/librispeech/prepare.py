@@ -14,10 +14,9 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
-from asr.audio import AudioError, audio_duration
+from asr.audio import AudioError
 from asr.config import UsageError, load_config, run_main, split_args
-from asr.data import ManifestError, Utterance, read_manifest, write_manifest
-from asr.text import normalize_text
+from asr.data import ManifestError, Utterance, measure_utterance, read_manifest, write_manifest
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 AUDIO_SUFFIX = ".flac"
@@ -35,20 +34,10 @@ def read_chapter(folder: Path) -> tuple[list[Utterance], list[str]]:
         if not line.strip():
             continue
         uid, _, raw = line.strip().partition(" ")
-        text = normalize_text(raw)
-        audio = folder / f"{uid}{AUDIO_SUFFIX}"
-        if not text:
-            problems.append(f"{trans}:{lineno}: {uid}: empty transcript")
-            continue
         try:
-            duration = audio_duration(audio)
-        except AudioError as err:
+            entries.append(measure_utterance(folder / f"{uid}{AUDIO_SUFFIX}", raw, {"speaker": speaker, "chapter": chapter}))
+        except (ManifestError, AudioError) as err:
             problems.append(f"{trans}:{lineno}: {err}")
-            continue
-        if duration <= 0:
-            problems.append(f"{trans}:{lineno}: {audio}: contains no audio samples")
-            continue
-        entries.append(Utterance(str(audio.resolve()), duration, text, extra={"speaker": speaker, "chapter": chapter}))
     return entries, problems
 
 
