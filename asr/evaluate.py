@@ -3,7 +3,7 @@
 Transcribes every utterance of a manifest in duration-bucketed batches and writes to report_dir:
     summary.json      {"wer", "cer", "num_utterances", "audio_seconds", "wall_seconds", "rtf", "model", "decoder", ...}
     utterances.jsonl  {"audio_filepath", "ref", "hyp", "wer"} per utterance, in manifest order
-    report.md         the numbers, the worst utterances aligned, the most frequent errors
+    report.md         the numbers, WER/CER per speaker/voice, the worst utterances aligned, the most frequent errors
 WER and CER come from jiwer on `asr.text.normalize_text`-normalized text (asr/metrics.py).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -22,14 +23,28 @@ from tqdm import tqdm
 from asr.audio import AudioError
 from asr.bundle import BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
-from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, collate, read_manifest
+from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest
 from asr.decoding import DecoderError, build_decoder, resolve_bundled
+from asr.files import write_text_atomic
 from asr.metrics import ErrorRates, align, error_rates, top_errors, utterance_wer
 
 
+def rates_by(field: str, entries: list[Utterance], hyps: list[str]) -> dict[str, dict]:
+    """WER/CER for each value of the manifest field `field` (entries without it left out), worst WER first."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        if e.extra.get(field) is not None:
+            groups[str(e.extra[field])].append(i)
+    table = {}
+    for value, members in groups.items():
+        rates = error_rates([entries[i].text for i in members], [hyps[i] for i in members])
+        table[value] = {"wer": rates.wer, "cer": rates.cer, "num_utterances": len(members),
+                        "audio_seconds": round(sum(entries[i].duration for i in members), 3)}
+    return dict(sorted(table.items(), key=lambda item: (-item[1]["wer"], item[0])))
+
 
 def write_report(path: Path, summary: dict, rows: list[dict], rates: ErrorRates, cfg: DictConfig) -> None:
-    """report.md: headline numbers, the worst utterances with aligned ref/hyp, most frequent errors."""
+    """report.md: headline numbers, WER/CER by group, the worst utterances with aligned ref/hyp, most frequent errors."""
     lines = [
         f"# Evaluation of `{summary['model']}` on `{summary['manifest']}`", "",
         "| WER | CER | utterances | audio | wall | RTF | decoder |", "|---|---|---|---|---|---|---|",
@@ -37,6 +52,13 @@ def write_report(path: Path, summary: dict, rows: list[dict], rates: ErrorRates,
         f"| {summary['wall_seconds']:.1f} s | {summary['rtf']:.4f} | {summary['decoder']} |", "",
         f"Word errors: {rates.substitutions} substitutions, {rates.deletions} deletions, {rates.insertions} insertions "
         f"in {rates.ref_words} reference words.", "",
+    ]
+    for field in (f for f in cfg.group_by if f"by_{f}" in summary):
+        lines += [f"## By {field}", "", f"| {field} | WER | CER | utterances | audio |", "|---|---|---|---|---|"]
+        lines += [f"| {value} | {g['wer']:.2%} | {g['cer']:.2%} | {g['num_utterances']} | {g['audio_seconds'] / 60:.1f} min |"
+                  for value, g in summary[f"by_{field}"].items()]
+        lines.append("")
+    lines += [
         f"## {cfg.worst_utterances} worst utterances", "",
     ]
     worst = sorted(rows, key=lambda r: (-r["errors"], r["audio_filepath"]))[: cfg.worst_utterances]
@@ -46,7 +68,7 @@ def write_report(path: Path, summary: dict, rows: list[dict], rates: ErrorRates,
         lines += [f"## Most frequent {kind}", "", "| count | error |", "|---|---|"]
         lines += [f"| {n} | {err} |" for err, n in counts] or ["| 0 | none |"]
         lines.append("")
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
 
 
 def main(argv: list[str]) -> int:
@@ -89,16 +111,17 @@ def main(argv: list[str]) -> int:
         "decoder": cfg.decoder.name, "manifest": str(cfg.manifest), "device": str(device),
         "decoder_config": decoder_config, "model_provenance": bundle.provenance,
     }
+    for field in cfg.group_by:
+        if table := rates_by(field, entries, hyps):
+            summary[f"by_{field}"] = table
     rows = []
     for e, hyp in zip(entries, hyps):
         wer, errors = utterance_wer(e.text, hyp)
         rows.append({"audio_filepath": e.audio_filepath, "ref": e.text, "hyp": hyp, "wer": wer, "errors": errors})
     out = Path(cfg.report_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with (out / "utterances.jsonl").open("w") as f:
-        for r in rows:
-            f.write(json.dumps({k: r[k] for k in ("audio_filepath", "ref", "hyp", "wer")}) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "utterances.jsonl", "".join(
+        json.dumps({k: r[k] for k in ("audio_filepath", "ref", "hyp", "wer")}) + "\n" for r in rows))
     write_report(out / "report.md", summary, rows, rates, cfg)
     print(f"WER {rates.wer:.2%}  CER {rates.cer:.2%}  on {len(entries)} utterances ({audio_seconds / 3600:.2f} h), "
           f"RTF {summary['rtf']:.4f}; report in {out}/")

@@ -29,18 +29,27 @@ def test_report_files(tiny_model, speech_dir, tmp_path):
     assert [r["ref"] for r in rows] == [e.text for e in read_manifest(speech_dir / "manifest.jsonl")]
     report = (tmp_path / "report.md").read_text()
     assert f"{summary['wer']:.2%}" in report and "Most frequent substitutions" in report
+    voices = {e.extra["voice"] for e in read_manifest(speech_dir / "manifest.jsonl")}
+    assert set(summary["by_voice"]) == voices and sum(g["num_utterances"] for g in summary["by_voice"].values()) == 6
+    assert "## By voice" in report and "by_speaker" not in summary  # the fixture has no speaker field
 
 
 def test_errors_are_counted_against_the_reference(tiny_model, speech_dir, tmp_path):
-    """Swap two references: the report must show those utterances as wrong."""
+    """Swap two references: the report must show those utterances, and their speaker, as wrong."""
     entries = read_manifest(speech_dir / "manifest.jsonl")
     entries[0].text, entries[1].text = entries[1].text, entries[0].text
+    for i, e in enumerate(entries[:-1]):  # the last utterance has no speaker: left out of by_speaker
+        e.extra["speaker"] = "swapped" if i < 2 else "kept"
     write_manifest(speech_dir / "swapped.jsonl", entries)
     result = run(f"manifest={speech_dir / 'swapped.jsonl'}", f"model={tiny_model}", f"report_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "utterances.jsonl").read_text().splitlines()]
     assert rows[0]["wer"] > 0.5 and rows[1]["wer"] > 0.5 and max(r["wer"] for r in rows[2:]) < 0.2
-    assert json.loads((tmp_path / "summary.json").read_text())["wer"] > 0.2
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["wer"] > 0.2
+    assert list(summary["by_speaker"]) == ["swapped", "kept"]  # worst first
+    assert [g["num_utterances"] for g in summary["by_speaker"].values()] == [2, 3]
+    assert summary["by_speaker"]["swapped"]["wer"] > 0.5 and summary["by_speaker"]["kept"]["wer"] < 0.2
 
 
 @pytest.mark.slow
