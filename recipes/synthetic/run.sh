@@ -17,7 +17,7 @@ jobs=2                              # synthesis processes
 data_dir=data/synthetic             # the corpus: manifests, wav/, summary.json, lm_train.txt
 exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/, tune_lm.json, eval/
 model=small                         # conf/model preset
-epochs=17                           # trainer.max_epochs
+epochs=23                           # trainer.max_epochs
 bundle_dir=""                       # stage 4 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2"
 
@@ -63,7 +63,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: tune lm_weight and word_score on dev"
   python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$exp_dir/best.pt lm=$lm_dir/lm.bin \
-    lexicon=$lm_dir/lexicon.txt "lm_weights=[0.5,1,1.5,2]" "word_scores=[-1,0,1,2]" max_utterances=500 \
+    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-1,0,1,2]" max_utterances=500 \
     out=$exp_dir/tune_lm.json
 fi
 
