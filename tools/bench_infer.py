@@ -254,7 +254,6 @@ def main(argv: list[str]) -> int:
         report = {"manifest": str(cfg.manifest), "num_files": len(entries), "audio_seconds": audio_seconds,
                   "model": str(cfg.model), "device": str(device), "threads": torch.get_num_threads(),
                   "decoder": OmegaConf.to_container(cfg.decoder, resolve=True), "systems": results}
-        Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg.report, json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -208,7 +208,6 @@ def main(argv: list[str]) -> int:
                   "decoder": beam_cfg, "greedy": _rates_json(greedy),
                   "grid": [{"lm_weight": w, "word_score": s, **_rates_json(r)} for (w, s), r in grid.items()],
                   "best": {"lm_weight": best[0], "word_score": best[1], **_rates_json(grid[best])}}
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cfg.out, json.dumps(result, indent=2) + "\n")
     return 0
 
