@@ -26,10 +26,10 @@ from asr.config import UsageError, load_config, pick_device, run_main, split_arg
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest
 from asr.decoding import DecoderError, build_decoder, resolve_bundled
 from asr.files import write_text_atomic
-from asr.metrics import ErrorRates, align, error_rates, top_errors, utterance_wer
+from asr.metrics import ErrorRates, align, sum_rates, top_errors, utterance_rates
 
 
-def rates_by(field: str, entries: list[Utterance], hyps: list[str]) -> dict[str, dict]:
+def rates_by(field: str, entries: list[Utterance], per_utterance: list[ErrorRates]) -> dict[str, dict]:
     """WER/CER for each value of the manifest field `field` (entries without it left out), worst WER first."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(entries):
@@ -37,7 +37,7 @@ def rates_by(field: str, entries: list[Utterance], hyps: list[str]) -> dict[str,
             groups[str(e.extra[field])].append(i)
     table = {}
     for value, members in groups.items():
-        rates = error_rates([entries[i].text for i in members], [hyps[i] for i in members])
+        rates = sum_rates(per_utterance[i] for i in members)
         table[value] = {"wer": rates.wer, "cer": rates.cer, "num_utterances": len(members),
                         "audio_seconds": round(sum(entries[i].duration for i in members), 3)}
     return dict(sorted(table.items(), key=lambda item: (-item[1]["wer"], item[0])))
@@ -98,8 +98,8 @@ def main(argv: list[str]) -> int:
                 hyps[i] = hyp.text
             bar.update(len(batch["indices"]))
     wall = time.perf_counter() - start
-    refs = [e.text for e in entries]
-    rates = error_rates(refs, hyps)
+    per_utterance = utterance_rates([e.text for e in entries], hyps)
+    rates = sum_rates(per_utterance)
     audio_seconds = sum(e.duration for e in entries)
     decoder_config = OmegaConf.to_container(cfg.decoder, resolve=True)
     for key in ("lm", "lexicon"):  # the files used, not "bundled"
@@ -112,12 +112,10 @@ def main(argv: list[str]) -> int:
         "decoder_config": decoder_config, "model_provenance": bundle.provenance,
     }
     for field in cfg.group_by:
-        if table := rates_by(field, entries, hyps):
+        if table := rates_by(field, entries, per_utterance):
             summary[f"by_{field}"] = table
-    rows = []
-    for e, hyp in zip(entries, hyps):
-        wer, errors = utterance_wer(e.text, hyp)
-        rows.append({"audio_filepath": e.audio_filepath, "ref": e.text, "hyp": hyp, "wer": wer, "errors": errors})
+    rows = [{"audio_filepath": e.audio_filepath, "ref": e.text, "hyp": hyp, "wer": r.wer, "errors": r.word_errors}
+            for e, hyp, r in zip(entries, hyps, per_utterance)]
     out = Path(cfg.report_dir)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "utterances.jsonl", "".join(

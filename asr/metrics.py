@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jiwer
 
@@ -108,17 +108,32 @@ def _ref_len(c: Counter[str]) -> int:
     return c["equal"] + c["substitute"] + c["delete"]
 
 
+def utterance_rates(refs: Sequence[str], hyps: Sequence[str]) -> list[ErrorRates]:
+    """Each utterance's scores after normalizing both sides (one jiwer pass over all pairs); `sum_rates` of any
+    subset gives that subset's corpus scores without aligning again."""
+    refs, hyps = _normalized(refs, hyps)
+    return [
+        ErrorRates(
+            wer=_rate(_errors(w), _ref_len(w)), cer=_rate(_errors(c), _ref_len(c)),
+            substitutions=w["substitute"], deletions=w["delete"], insertions=w["insert"], hits=w["equal"],
+            ref_words=_ref_len(w), char_errors=_errors(c), ref_chars=_ref_len(c), num_utterances=1,
+        )
+        for w, c in zip(map(_counts, _alignments(refs, hyps)), map(_counts, _alignments(refs, hyps, characters=True)))
+    ]
+
+
+def sum_rates(rates: Iterable[ErrorRates]) -> ErrorRates:
+    """Corpus scores of several utterances (or sets): the counts are summed, then the rates taken."""
+    rates = list(rates)
+    total = {key: sum(getattr(r, key) for r in rates) for key in (
+        "substitutions", "deletions", "insertions", "hits", "ref_words", "char_errors", "ref_chars", "num_utterances")}
+    word_errors = total["substitutions"] + total["deletions"] + total["insertions"]
+    return ErrorRates(wer=_rate(word_errors, total["ref_words"]), cer=_rate(total["char_errors"], total["ref_chars"]), **total)
+
+
 def error_rates(refs: Sequence[str], hyps: Sequence[str]) -> ErrorRates:
     """Corpus WER and CER with word totals, after normalizing both sides."""
-    refs, hyps = _normalized(refs, hyps)
-    words = sum((_counts(a) for a in _alignments(refs, hyps)), Counter())
-    chars = sum((_counts(a) for a in _alignments(refs, hyps, characters=True)), Counter())
-    return ErrorRates(
-        wer=_rate(_errors(words), _ref_len(words)), cer=_rate(_errors(chars), _ref_len(chars)),
-        substitutions=words["substitute"], deletions=words["delete"], insertions=words["insert"],
-        hits=words["equal"], ref_words=_ref_len(words), char_errors=_errors(chars), ref_chars=_ref_len(chars),
-        num_utterances=len(refs),
-    )
+    return sum_rates(utterance_rates(refs, hyps))
 
 
 def utterance_wer(ref: str, hyp: str) -> tuple[float, int]:

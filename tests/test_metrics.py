@@ -2,7 +2,7 @@
 
 import pytest
 
-from asr.metrics import Alignment, align, error_rates, top_errors, utterance_wer
+from asr.metrics import Alignment, align, error_rates, sum_rates, top_errors, utterance_rates, utterance_wer
 
 
 def test_wer_hand_computed():
@@ -80,3 +80,13 @@ def test_bad_arguments():
         error_rates(["a", "b"], ["a"])
     with pytest.raises(TypeError, match="sequences"):
         top_errors("a b", "a b")
+
+
+def test_summed_utterance_rates_equal_the_corpus_rates():
+    refs = ["the cat sat on the mat", "a b c", "", "hello world"]
+    hyps = ["the bat sat on mat", "a b x c", "noise", "hello world"]
+    per = utterance_rates(refs, hyps)
+    assert [r.num_utterances for r in per] == [1] * 4 and per[2].wer == 1.0 and per[3].wer == 0.0
+    assert sum_rates(per) == error_rates(refs, hyps)
+    assert sum_rates(per[:2]) == error_rates(refs[:2], hyps[:2])
+    assert sum_rates([]).wer == 0.0 and sum_rates([]).num_utterances == 0
