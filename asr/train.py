@@ -2,6 +2,7 @@
 
     python -m asr.train data=synthetic model=small out_dir=exp/small
     python -m asr.train out_dir=exp/small resume=true                 # continue exactly where it stopped
+    python -m asr.train init_from=bundled data.train_manifest=... out_dir=exp/mine  # fine-tune the bundled model
     torchrun --nproc_per_node=4 -m asr.train model=large ...          # DDP (NCCL on GPUs, gloo on CPU)
 
 Writes out_dir/last.pt (full training state, atomically, every trainer.save_every steps and on
@@ -25,14 +26,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import asr
 from asr.audio import AudioError
-from asr.bundle import Recognizer, build_recognizer, save_bundle
+from asr.bundle import BundleError, Recognizer, build_recognizer, load_bundle, save_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import (
     BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
@@ -188,6 +189,23 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def manifest_list(value: str | ListConfig) -> list[str]:
+    """`data.train_manifest` as a list: one path, or a list of manifests read as one."""
+    return [str(m) for m in value] if isinstance(value, ListConfig) else [str(value)]
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts, as `key (a vs b)`."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += config_differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key} ({x} vs {y})")
+    return out
+
+
 def model_config(cfg: DictConfig) -> dict:
     """The resolved features/model config that a bundle and last.pt record."""
     return {"features": OmegaConf.to_container(cfg.features, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True)}
@@ -238,26 +256,37 @@ def main(argv: list[str]) -> int:
     if not cfg.resume and last_path.is_file():
         raise UsageError(f"{last_path} exists: pass resume=true to continue that run, or choose another out_dir")
     checkpoint = torch.load(last_path, map_location="cpu", weights_only=True) if resuming else None
+    init = load_bundle(None if cfg.init_from == "bundled" else cfg.init_from) if cfg.init_from and not checkpoint else None
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    train_entries = read_manifest(cfg.data.train_manifest)
-    tokenizer = tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else make_tokenizer(cfg, train_entries)
+    train_manifests = manifest_list(cfg.data.train_manifest)
+    train_entries = [e for m in train_manifests for e in read_manifest(m)]
+    tokenizer = (tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else init.tokenizer if init
+                 else make_tokenizer(cfg, train_entries))
     config = model_config(cfg)
     if checkpoint and checkpoint["config"] != config:
         raise UsageError(f"{last_path} was trained with another features/model config; resume with the same one")
+    if init and init.config != config:
+        raise UsageError(f"{init.path}: init_from needs this run's features/model config to be the bundle's; "
+                         f"they differ in {', '.join(config_differences(init.config, config))}")
     recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
+    if init:
+        recognizer.load_state_dict(init.recognizer.state_dict())
     frame_rate = recognizer.output_frame_rate
-    train = filter_split(train_entries, cfg.data.train_manifest, "train", tokenizer, frame_rate, cfg.data, world.main)
+    train = filter_split(train_entries, " + ".join(train_manifests), "train", tokenizer, frame_rate, cfg.data, world.main)
     dev = filter_split(read_manifest(cfg.data.dev_manifest), cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]
-    if recognizer.features.normalize == "global" and not checkpoint:
+    if recognizer.features.normalize == "global" and not checkpoint and not init:
         sample = SpeechDataset(train[: cfg.data.cmvn_utterances], tokenizer)
         recognizer.features.fit_global_stats(sample[i][0] for i in range(len(sample)))
     recognizer.to(device)
     if world.main:
         hours = sum(e.duration for e in train) / 3600
+        if init:
+            print(f"initialized from {init.path} ({init.provenance.get('steps', '?')} steps): weights, tokenizer, "
+                  f"features/model config", file=sys.stderr)
         print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters; train {len(train)} utterances "
               f"({hours:.2f} h), dev {len(dev)}; device {device}, precision {amp or torch.float32}, world {world.world_size}",
               file=sys.stderr)
@@ -291,6 +320,8 @@ def main(argv: list[str]) -> int:
         set_rng_state(checkpoint["rng"][world.rank] if world.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
         print(f"resumed from {last_path} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})", file=sys.stderr)
 
+    init_path, init_provenance = (init.path, init.provenance) if init else (checkpoint or {}).get("init_from", (None, {}))
+    del init  # its weights are in `recognizer` now
     writer = None
     metrics_path = out_dir / "metrics.jsonl"
     if world.main:
@@ -314,6 +345,7 @@ def main(argv: list[str]) -> int:
                 "checkpoint_version": CHECKPOINT_VERSION, "config": config, "tokenizer": tokenizer.to_dict(),
                 "model": recognizer.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": asdict(state), "rng": rngs,
+                "init_from": (str(init_path) if init_path else None, init_provenance),
             }, last_path)
 
     def run_validation(train_loss: float, throughput: float) -> bool:
@@ -325,7 +357,8 @@ def main(argv: list[str]) -> int:
             if improved:
                 state.best_wer, state.stale_validations = result["dev_wer"], 0
                 save_bundle(out_dir / "best.pt", recognizer, tokenizer, config, {
-                    "train_manifest": str(cfg.data.train_manifest), "train_hours": round(sum(e.duration for e in train) / 3600, 3),
+                    **({"init_from": {"bundle": str(init_path), **init_provenance}} if init_path else {}),
+                    "train_manifest": " + ".join(train_manifests), "train_hours": round(sum(e.duration for e in train) / 3600, 3),
                     "steps": state.step, "epoch": state.epoch, "dev_manifest": str(cfg.data.dev_manifest),
                     "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"], "seed": int(cfg.seed),
                     "asr_version": asr.__version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -424,4 +457,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, errors=(ManifestError, AudioError))
+    run_main(main, errors=(ManifestError, AudioError, BundleError))

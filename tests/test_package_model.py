@@ -66,3 +66,18 @@ def test_provenance_from_the_corpus_and_lm(tiny_model, tmp_path, capsys):
                                     "voices": {"train": 4, "dev": 2}}
     assert provenance["weights"] == "fp32" and provenance["lm"]["lexicon_words"] == 1
     assert provenance["train_wall_hours"] is not None  # the tiny run logged to TensorBoard
+
+
+def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, tmp_path, capsys):
+    from asr.bundle import load_bundle, save_bundle
+
+    run = tmp_path / "finetuned"
+    run.mkdir()
+    (run / "tb").symlink_to(tiny_model.parent / "tb")  # this run's TensorBoard events: the tiny run's
+    bundle = load_bundle(tiny_model)
+    save_bundle(run / "best.pt", bundle.recognizer, bundle.tokenizer, bundle.config,
+                {**bundle.provenance, "init_from": {"bundle": "asr/assets/model.pt", "train_wall_hours": 7.5}})
+    own = package_model.train_wall_hours(tiny_model.parent)
+    code, _ = main(capsys, run / "best.pt", "--corpus", _corpus(tmp_path), "--lm", _lm_dir(tmp_path), "--out", tmp_path / "out")
+    assert code == 0
+    assert load_bundle(tmp_path / "out" / "model.pt").provenance["train_wall_hours"] == round(own + 7.5, 2)

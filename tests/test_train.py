@@ -157,3 +157,36 @@ def test_bpe_tokenizer_trains_and_is_bundled(speech_dir, tmp_path):
     bundle = load_bundle(out / "best.pt")
     assert bundle.tokenizer.kind == "sentencepiece" and len(bundle.tokenizer) == 41  # 40 pieces + blank
     assert bundle.tokenizer.decode(bundle.tokenizer.encode("the cat sat")) == "the cat sat"
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
+    """init_from: the memorized tiny model's weights, tokenizer and CMVN start a new run, so its first validation
+    is already near-perfect (a fresh model's is not); two manifests given as a list are read as one; the bundle
+    written names where it started."""
+    source = load_bundle(trained_run / "best.pt")
+    manifests = f"[{speech_dir / 'manifest.jsonl'},{speech_dir / 'train.jsonl'}]"
+    common = {"model.hidden_size": 128, "features.normalize": "global", "data.train_manifest": manifests,
+              "optim.lr": 1e-5, "trainer.max_steps": 1, "trainer.val_every": 1}
+    out = tmp_path / "ft"
+    assert train.main(overrides(speech_dir, out, init_from=trained_run / "best.pt", **common)) == 0
+    (line,) = metrics(out)
+    assert line["dev_cer"] < 0.05, line
+    tuned = load_bundle(out / "best.pt")
+    assert tuned.provenance["init_from"]["bundle"] == str(trained_run / "best.pt")
+    assert tuned.provenance["init_from"]["steps"] == source.provenance["steps"]
+    assert tuned.provenance["train_manifest"] == f"{speech_dir / 'manifest.jsonl'} + {speech_dir / 'train.jsonl'}"
+    assert tuned.provenance["train_hours"] == pytest.approx(
+        sum(e.duration for m in ("manifest.jsonl", "train.jsonl") for e in read_manifest(speech_dir / m)) / 3600, abs=1e-3)
+    assert train.main(overrides(speech_dir, tmp_path / "fresh", **common)) == 0
+    assert metrics(tmp_path / "fresh")[0]["dev_cer"] > 0.5
+
+
+def test_fine_tuning_needs_the_bundles_architecture(speech_dir, trained_run, tmp_path):
+    mismatch = run_cli(*overrides(speech_dir, tmp_path / "a", init_from=trained_run / "best.pt", **{"model.hidden_size": 64}))
+    assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr
+    assert "init_from needs this run's features/model config to be the bundle's" in mismatch.stderr
+    assert "model.hidden_size (128 vs 64)" in mismatch.stderr and "features.normalize (global vs utterance)" in mismatch.stderr
+    missing = run_cli(*overrides(speech_dir, tmp_path / "b", init_from=tmp_path / "nope.pt"))
+    assert missing.returncode == 1 and f"{tmp_path / 'nope.pt'}: no such model bundle" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from asr.audio import AudioError
-from asr.config import fail
+from asr.config import fail, print_skipped
 from asr.data import ManifestError, Utterance, measure_utterance, write_manifest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a"}
@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"{source}: no audio files ({kinds})" if source.is_dir() else f"{source}: empty TSV")
     entries, more = make_entries(pairs)
     skipped += more
-    for line in skipped[:MAX_SKIPPED_SHOWN]:
-        print(f"skipped {line}", file=sys.stderr)
-    if len(skipped) > MAX_SKIPPED_SHOWN:
-        print(f"... and {len(skipped) - MAX_SKIPPED_SHOWN} more skipped", file=sys.stderr)
+    print_skipped(skipped, MAX_SKIPPED_SHOWN)
     if not entries:
         fail(f"{source}: no usable utterances ({len(skipped)} skipped), nothing written")
     write_manifest(output, entries)

@@ -14,7 +14,8 @@ and adds to the bundle's provenance what `python -m asr.transcribe --info` print
 
     corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
     train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
-                      start or resume), of the time between their first and last event
+                      start or resume), of the time between their first and last event; a run fine-tuned
+                      with init_from= adds its starting bundle's train_wall_hours
     lm                LM order, n-gram counts (lm.arpa's header), size and the text it was built from
 
 Refuses a bundle over MAX_MODEL_BYTES or an LM over MAX_LM_BYTES (the package must stay small).
@@ -104,8 +105,11 @@ def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, 
         raise PackageError(f"{lm_dir / 'lm.bin'}: {lm_bytes / 1e6:.1f} MB is over the {MAX_LM_BYTES / 1e6:.0f} MB limit "
                            "(tools/build_lm.py --quantize 8 or --prune)")
     bundle = load_bundle(checkpoint)
-    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus),
-                  "train_wall_hours": train_wall_hours(checkpoint.parent),
+    hours = train_wall_hours(checkpoint.parent)
+    init_hours = bundle.provenance.get("init_from", {}).get("train_wall_hours")
+    if hours is not None and init_hours is not None:
+        hours = round(hours + init_hours, 2)
+    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus), "train_wall_hours": hours,
                   "weights": "fp16" if half else "fp32", "lm": lm_provenance(lm_dir, lm_text)}
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(out / "model.pt", bundle.recognizer, bundle.tokenizer, bundle.config, provenance, half=half)
