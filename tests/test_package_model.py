@@ -81,3 +81,7 @@ def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, 
     code, _ = main(capsys, run / "best.pt", "--corpus", _corpus(tmp_path), "--lm", _lm_dir(tmp_path), "--out", tmp_path / "out")
     assert code == 0
     assert load_bundle(tmp_path / "out" / "model.pt").provenance["train_wall_hours"] == round(own + 7.5, 2)
+    # started from a run's best.pt (no train_wall_hours in its provenance): that run's TensorBoard events count
+    save_bundle(run / "best.pt", bundle.recognizer, bundle.tokenizer, bundle.config,
+                {**bundle.provenance, "init_from": {"bundle": str(tiny_model)}})
+    assert package_model.total_wall_hours(run, load_bundle(run / "best.pt").provenance["init_from"]) == round(own + own, 2)

@@ -317,7 +317,8 @@ def test_lm_text_excludes_the_tiny_corpus_held_out_sentences(tiny_corpus, tmp_pa
 
 @pytest.mark.slow
 def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
-    """All six stages of recipes/synthetic/run.sh on a tiny corpus and a tiny model trained for 6 steps."""
+    """All seven stages of recipes/synthetic/run.sh on a tiny corpus: a tiny model trained for 6 steps, then
+    fine-tuned for 6 more on the training set plus its WORLD-perturbed copies."""
     from asr.bundle import load_bundle
 
     data, exp = tmp_path / "data", tmp_path / "exp"
@@ -329,20 +330,25 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for stage in range(6):
+    for stage in range(7):
         assert f"stage {stage}:" in proc.stdout
 
     bundle = load_bundle(exp / "bundle" / "model.pt")
     assert bundle.provenance["steps"] in (3, 6) and bundle.provenance["weights"] == "fp16"  # best.pt: either validation
+    assert bundle.provenance["init_from"]["bundle"] == str(exp / "best.pt")  # stage 3 fine-tuned stage 2's model
+    copies = read_manifest(data / "train_vc" / "manifest.jsonl", check_files=True)
+    assert len(copies) == round(0.4 * len(read_manifest(data / "train.jsonl")))
+    assert bundle.provenance["train_manifest"] == f"{data / 'train.jsonl'} + {data / 'train_vc' / 'manifest.jsonl'}"
     assert bundle.provenance["corpus"]["recipe"] == "recipes/synthetic" and bundle.provenance["corpus"]["seed"] == 0
     assert bundle.provenance["lm"]["order"] == 4 and (exp / "bundle" / "lexicon.txt").is_file()
-    tuned = json.loads((exp / "tune_lm.json").read_text())["best"]
+    run = exp / "vc"  # stages 4 and 6 write into the fine-tuned run's folder
+    tuned = json.loads((run / "tune_lm.json").read_text())["best"]
     for split in ("test", "test_unseen_voice"):
         count = len(read_manifest(data / f"{split}.jsonl"))
         for decoder in ("greedy", "beam"):
-            summary = json.loads((exp / "eval" / f"{split}-{decoder}" / "summary.json").read_text())
+            summary = json.loads((run / "eval" / f"{split}-{decoder}" / "summary.json").read_text())
             assert summary["num_utterances"] == count and summary["decoder"] == decoder
             assert summary["model"] == str(exp / "bundle" / "model.pt")
-        beam = json.loads((exp / "eval" / f"{split}-beam" / "summary.json").read_text())["decoder_config"]
+        beam = json.loads((run / "eval" / f"{split}-beam" / "summary.json").read_text())["decoder_config"]
         assert (beam["lm"], beam["lm_weight"], beam["word_score"]) == (
             str(exp / "bundle" / "lm.bin"), tuned["lm_weight"], tuned["word_score"])

@@ -15,7 +15,7 @@ and adds to the bundle's provenance what `python -m asr.transcribe --info` print
     corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
     train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
                       start or resume), of the time between their first and last event; a run fine-tuned
-                      with init_from= adds its starting bundle's train_wall_hours
+                      with init_from= adds its starting bundle's (from its provenance, or its run's events)
     lm                LM order, n-gram counts (lm.arpa's header), size and the text it was built from
 
 Refuses a bundle over MAX_MODEL_BYTES or an LM over MAX_LM_BYTES (the package must stay small).
@@ -70,6 +70,18 @@ def train_wall_hours(run_dir: Path) -> float | None:
     return round(total / 3600, 2) if files else None
 
 
+def total_wall_hours(run_dir: Path, init_from: dict | None) -> float | None:
+    """`train_wall_hours` of a run plus, for a fine-tuned one, its starting bundle's: from that bundle's
+    provenance (a packaged model), else from the TensorBoard files beside it (a run's best.pt)."""
+    hours = train_wall_hours(run_dir)
+    if hours is None or not init_from:
+        return hours
+    before = init_from.get("train_wall_hours")
+    if before is None and init_from.get("bundle"):
+        before = train_wall_hours(Path(init_from["bundle"]).parent)
+    return None if before is None else round(hours + before, 2)
+
+
 def lm_provenance(lm_dir: Path, lm_text: Path | None) -> dict:
     """Order and n-gram counts from lm.arpa's \\data\\ header, the binary's size, the source text."""
     counts = []
@@ -105,11 +117,8 @@ def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, 
         raise PackageError(f"{lm_dir / 'lm.bin'}: {lm_bytes / 1e6:.1f} MB is over the {MAX_LM_BYTES / 1e6:.0f} MB limit "
                            "(tools/build_lm.py --quantize 8 or --prune)")
     bundle = load_bundle(checkpoint)
-    hours = train_wall_hours(checkpoint.parent)
-    init_hours = bundle.provenance.get("init_from", {}).get("train_wall_hours")
-    if hours is not None and init_hours is not None:
-        hours = round(hours + init_hours, 2)
-    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus), "train_wall_hours": hours,
+    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus),
+                  "train_wall_hours": total_wall_hours(checkpoint.parent, bundle.provenance.get("init_from")),
                   "weights": "fp16" if half else "fp32", "lm": lm_provenance(lm_dir, lm_text)}
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(out / "model.pt", bundle.recognizer, bundle.tokenizer, bundle.config, provenance, half=half)

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # The bundled pretrained model, icefall style: run the stages from --stage to --stop-stage.
-#   recipes/synthetic/run.sh                              stages 0-5: corpus, LM, train, tune, package, evaluate
+#   recipes/synthetic/run.sh                              stages 0-6: corpus, LM, train, voices, tune, package, evaluate
 #   recipes/synthetic/run.sh --stage 2 --stop-stage 2     train only (resumes: run it again after a stop)
-#   recipes/synthetic/run.sh --stage 4 --bundle-dir asr/assets   ship the result as the bundled model
+#   recipes/synthetic/run.sh --stage 5 --bundle-dir asr/assets   ship the result as the bundled model
 # Stages: 0 corpus (prepare.py), 1 LM text (training sentences only) + KenLM 4-gram (8-bit), 2 train,
-# 3 tune lm_weight / word_score on dev, 4 package (fp16 bundle + LM + lexicon), 5 evaluate the package
-# on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the repository root.
+# 3 speaker augmentation: WORLD-vocoder copies of part of the training set (tools/perturb_voices.py)
+# and fine-tuning stage 2's model on both (skipped with --vc-epochs 0), 4 tune lm_weight / word_score
+# on dev, 5 package (fp16 bundle + LM + lexicon), 6 evaluate the package on test and
+# test_unseen_voice, greedy and beam+LM. Paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 stage=0
-stop_stage=5
+stop_stage=6
 hours=25                            # corpus size (recipes/synthetic/conf/prepare.yaml)
 seed=0                              # corpus seed: the sentence split, voices and augmentation
 jobs=2                              # synthesis processes
 data_dir=data/synthetic             # the corpus: manifests, wav/, summary.json, lm_train.txt
-exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/, tune_lm.json, eval/
+exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/; vc/ (stage 3: the same, tune_lm.json, eval/)
 model=small                         # conf/model preset
 epochs=23                           # trainer.max_epochs
-bundle_dir=""                       # stage 4 output (default $exp_dir/bundle; asr/assets ships it)
+vc_fraction=0.4                     # stage 3: share of the training utterances that get a perturbed copy
+vc_epochs=3                         # stage 3: fine-tuning epochs over train + copies (0: no stage 3)
+vc_lr=3e-4                          # stage 3: peak learning rate of the fine-tuning (100 warm-up steps, cosine)
+bundle_dir=""                       # stage 5 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2"
 
 while [ $# -gt 0 ]; do
@@ -32,13 +37,17 @@ while [ $# -gt 0 ]; do
     --exp-dir) exp_dir=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
+    --vc-fraction) vc_fraction=$2; shift 2 ;;
+    --vc-epochs) vc_epochs=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --epochs --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --epochs --vc-fraction --vc-epochs --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
 lm_dir=$exp_dir/lm
+model_dir=$exp_dir                  # the run whose best.pt stages 4-6 use: stage 3's when it runs
+[ "$vc_epochs" = 0 ] || model_dir=$exp_dir/vc
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -60,30 +69,39 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     data.train_manifest=$data_dir/train.jsonl data.dev_manifest=$data_dir/dev.jsonl $train_args
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: tune lm_weight and word_score on dev"
-  python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$exp_dir/best.pt lm=$lm_dir/lm.bin \
-    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-1,0,1,2]" max_utterances=500 \
-    out=$exp_dir/tune_lm.json
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$vc_epochs" != 0 ]; then
+  log "stage 3: perturbed voices for $vc_fraction of the training set, fine-tune $exp_dir/best.pt into $model_dir"
+  python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc --fraction $vc_fraction --seed $seed --jobs $jobs
+  # shellcheck disable=SC2086
+  python -m asr.train data=synthetic model=$model out_dir=$model_dir resume=true init_from=$exp_dir/best.pt \
+    "data.train_manifest=[$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl]" data.dev_manifest=$data_dir/dev.jsonl \
+    optim.lr=$vc_lr optim.warmup_steps=100 trainer.max_epochs=$vc_epochs trainer.val_every=250 $train_args
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: package $exp_dir/best.pt with the LM into $bundle_dir"
-  python tools/package_model.py $exp_dir/best.pt --corpus $data_dir --lm $lm_dir --lm-text $data_dir/lm_train.txt \
-    --out $bundle_dir
+  log "stage 4: tune lm_weight and word_score on dev"
+  python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$model_dir/best.pt lm=$lm_dir/lm.bin \
+    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-1,0,1,2]" max_utterances=500 \
+    out=$model_dir/tune_lm.json
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: package $model_dir/best.pt with the LM into $bundle_dir"
+  python tools/package_model.py $model_dir/best.pt --corpus $data_dir --lm $lm_dir --lm-text $data_dir/lm_train.txt \
+    --out $bundle_dir
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   beam=(decoder=beam decoder.lm=$bundle_dir/lm.bin decoder.lexicon=$bundle_dir/lexicon.txt)
-  if [ -f "$exp_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
+  if [ -f "$model_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
     beam+=($(python -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]
-print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$exp_dir/tune_lm.json"))
+print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$model_dir/tune_lm.json"))
   fi
   for set in test test_unseen_voice; do
-    log "stage 5: evaluate $bundle_dir/model.pt on $set, greedy and ${beam[*]}"
-    python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt report_dir=$exp_dir/eval/$set-greedy
+    log "stage 6: evaluate $bundle_dir/model.pt on $set, greedy and ${beam[*]}"
+    python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt report_dir=$model_dir/eval/$set-greedy
     python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt "${beam[@]}" \
-      report_dir=$exp_dir/eval/$set-beam
+      report_dir=$model_dir/eval/$set-beam
   done
-  grep -H '"wer"\|"cer"' $exp_dir/eval/*/summary.json || true
+  grep -H '"wer"\|"cer"' $model_dir/eval/*/summary.json || true
 fi
