@@ -100,14 +100,6 @@ def one_line(err: BaseException) -> str:
     return " ".join(message.split())
 
 
-def print_skipped(lines: list[str], limit: int) -> None:
-    """List what a tool left out on stderr, one `skipped ...` line each, at most `limit` of them."""
-    for line in lines[:limit]:
-        print(f"skipped {line}", file=sys.stderr)
-    if len(lines) > limit:
-        print(f"... and {len(lines) - limit} more skipped", file=sys.stderr)
-
-
 def run_main(main: Callable[[list[str]], int | None], errors: tuple[type[BaseException], ...] = ()) -> None:
     """Run an entry point; UsageError and the given expected error types become one-line errors."""
     try:

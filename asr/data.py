@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.config import fail
 from asr.files import atomic_path
 from asr.text import Tokenizer, normalize_text
 
@@ -118,6 +120,21 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[Utterance]) -> Non
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for entry in entries:
             f.write(json.dumps(entry.to_json(path.parent)) + "\n")
+
+
+def write_tool_manifest(path: str | os.PathLike, entries: list[Utterance], skipped: list[str], source: str | os.PathLike,
+                        max_shown: int = 50) -> None:
+    """The end of a tool that makes a manifest: list what was skipped on stderr (at most `max_shown` lines), stop
+    with a one-line error naming `source` when nothing is left, else write `path` and say what it holds."""
+    for line in skipped[:max_shown]:
+        print(f"skipped {line}", file=sys.stderr)
+    if len(skipped) > max_shown:
+        print(f"... and {len(skipped) - max_shown} more skipped", file=sys.stderr)
+    if not entries:
+        fail(f"{source}: no usable utterances ({len(skipped)} skipped), nothing written")
+    write_manifest(path, entries)
+    hours = sum(e.duration for e in entries) / 3600
+    print(f"wrote {path}: {len(entries)} utterances, {hours:.3f} h; skipped {len(skipped)}")
 
 
 def ctc_min_frames(ids: list[int]) -> int:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from asr.audio import AudioError
-from asr.config import fail, print_skipped
-from asr.data import ManifestError, Utterance, measure_utterance, write_manifest
+from asr.config import fail
+from asr.data import ManifestError, Utterance, measure_utterance, write_tool_manifest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a"}
 MAX_SKIPPED_SHOWN = 50
@@ -83,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"{source}: no audio files ({kinds})" if source.is_dir() else f"{source}: empty TSV")
     entries, more = make_entries(pairs)
     skipped += more
-    print_skipped(skipped, MAX_SKIPPED_SHOWN)
-    if not entries:
-        fail(f"{source}: no usable utterances ({len(skipped)} skipped), nothing written")
-    write_manifest(output, entries)
-    hours = sum(e.duration for e in entries) / 3600
-    print(f"wrote {output}: {len(entries)} utterances, {hours:.3f} h; skipped {len(skipped)}")
+    write_tool_manifest(output, entries, skipped, source, MAX_SKIPPED_SHOWN)
     return 0
 
 

@@ -36,8 +36,8 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, save_audio  # noqa: E402
-from asr.config import fail, print_skipped  # noqa: E402
-from asr.data import ManifestError, Utterance, read_manifest, write_manifest  # noqa: E402
+from asr.config import fail  # noqa: E402
+from asr.data import ManifestError, Utterance, read_manifest, write_tool_manifest  # noqa: E402
 
 F0_RANGE = (0.7, 1.8)       # F0 factor, drawn log-uniformly: 105 Hz male voices reach 74-189 Hz
 FORMANT_RANGE = (0.9, 1.2)  # spectral-envelope frequency factor, uniform (adult female formants are ~15-20 % above male)
@@ -109,17 +109,14 @@ def plan(entries: list[Utterance], out_dir: Path, fraction: float, seed: int,
 
 def run(manifest: Path, out_dir: Path, fraction: float, seed: int, jobs: int,
         f0_range: tuple[float, float], formant_range: tuple[float, float]) -> tuple[list[Utterance], list[str]]:
-    """Perturb, write OUT/manifest.jsonl; returns the entries written and the skipped files' reasons."""
+    """Make the perturbed recordings; returns their manifest entries and the skipped files' reasons."""
     from tqdm import tqdm
 
     work = plan(read_manifest(manifest), out_dir, fraction, seed, f0_range, formant_range)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
         results = list(tqdm(pool.map(perturb_entry, work, chunksize=8), total=len(work), unit="utt", file=sys.stderr))
     entries = [r for r in results if isinstance(r, Utterance)]
-    skipped = [r for r in results if isinstance(r, str)]
-    if entries:
-        write_manifest(out_dir / "manifest.jsonl", entries)
-    return entries, skipped
+    return entries, [r for r in results if isinstance(r, str)]
 
 
 def _one_thread() -> None:
@@ -159,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         entries, skipped = run(args.manifest, args.out, args.fraction, args.seed, max(1, args.jobs), f0_range, formant_range)
     except ManifestError as err:
         fail(str(err))
-    print_skipped(skipped, MAX_SKIPPED_SHOWN)
-    if not entries:
-        fail(f"{args.manifest}: no entry could be perturbed ({len(skipped)} skipped), nothing written")
-    hours = sum(e.duration for e in entries) / 3600
-    print(f"wrote {args.out / 'manifest.jsonl'}: {len(entries)} perturbed copies, {hours:.3f} h; skipped {len(skipped)}")
+    write_tool_manifest(args.out / "manifest.jsonl", entries, skipped, args.manifest, MAX_SKIPPED_SHOWN)
     return 0
 
 
