@@ -22,9 +22,9 @@ from conftest import ROOT, load_script
 # trained on (recipes/synthetic, seed 0): sentences never seen in training, seen voices and the held-out slt voice.
 SLICE = ROOT / "tests" / "data" / "pretrained_slice.jsonl"
 # Guards against a broken bundle (which scores near 100 %): about 10 points above what the shipped model
-# measures on this slice (greedy 42.1 % seen / 59.3 % unseen voice, beam+LM 19.3 % / 39.5 %).
-MAX_WER = {("test", "greedy"): 0.55, ("test_unseen_voice", "greedy"): 0.70,
-           ("test", "beam"): 0.30, ("test_unseen_voice", "beam"): 0.50}
+# measures on this slice (greedy 37.9 % seen / 54.7 % unseen voice, beam+LM 19.3 % / 29.1 %).
+MAX_WER = {("test", "greedy"): 0.50, ("test_unseen_voice", "greedy"): 0.65,
+           ("test", "beam"): 0.30, ("test_unseen_voice", "beam"): 0.40}
 package_model = load_script("package_model", ROOT / "tools" / "package_model.py")  # its size limits
 
 
@@ -40,9 +40,9 @@ def test_assets_are_small_and_fp16():
     assert all(v.dtype == torch.float16 for k, v in state.items() if k.startswith("model.") and v.is_floating_point())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 is open: the shipped model (23 epochs on CPU) still misspells the "
-                   "unseen-voice sample ('plas callmy bec when you det this nasage ab out the meenin'); strict, so "
-                   "this fails, to be unmarked, as soon as a retrained model gets it right")
+@pytest.mark.xfail(strict=True, reason="issue 6 is open: the shipped model (23 epochs + 3 of speaker augmentation, "
+                   "on CPU) still misspells the unseen-voice sample ('pleas call me bec whent you get this masag ab out "
+                   "the mening'); strict, so this fails, to be unmarked, as soon as a retrained model gets it right")
 def test_readme_first_command_transcribes_the_sample():
     result = run("asr.transcribe", "samples/sample.wav")
     assert result.returncode == 0, result.stderr
