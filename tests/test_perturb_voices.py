@@ -54,6 +54,10 @@ def test_cli_writes_seeded_copies_and_keeps_finished_ones(speech_dir, tmp_path, 
     assert perturb_voices.main([str(speech_dir / "manifest.jsonl"), "-o", str(out), "--fraction", "0.5", "--jobs", "1"]) == 0
     assert (out / "manifest.jsonl").read_text() == first  # same seed: same entries and factors
     assert {p: p.stat().st_mtime_ns for p in (out / "wav").iterdir()} == mtimes  # finished files are kept
+    assert perturb_voices.main([str(speech_dir / "manifest.jsonl"), "-o", str(out), "--fraction", "0.5", "--jobs", "1",
+                                "--seed", "1"]) == 0  # other factors: new files, none of the old ones reused
+    written = {e.audio_filepath for e in read_manifest(out / "manifest.jsonl", check_files=True)}
+    assert len(written) == 3 and not written & {str(p) for p in mtimes}
 
 
 def test_bad_inputs_are_one_line_errors_and_bad_files_are_skipped(speech_dir, tmp_path, capsys):

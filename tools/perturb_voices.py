@@ -2,7 +2,7 @@
 """Speaker augmentation: new voices from a manifest's recordings, by WORLD vocoder resynthesis.
 
     python tools/perturb_voices.py data/synthetic/train.jsonl -o data/synthetic/train_vc \\
-        [--fraction 0.3] [--seed 0] [--jobs 2] [--f0-range 0.7 1.8] [--formant-range 0.9 1.2]
+        [--fraction 0.4] [--seed 0] [--jobs 2] [--f0-range 0.7 1.8] [--formant-range 0.9 1.2]
 
 A corpus with few speakers teaches a model those speakers. For a random `--fraction` of the entries this
 analyses each recording with the WORLD vocoder (pyworld: F0, spectral envelope, aperiodicity), scales
@@ -12,8 +12,9 @@ moves) and moves the spectral envelope's frequency axis by a factor drawn unifor
 copy is a different virtual speaker; tempo and words are unchanged. Unlike resampling or engine pitch
 settings, F0 and formants move independently.
 
-Writes OUT/wav/<n>-<name>.wav and OUT/manifest.jsonl (absolute paths to nothing outside OUT), each entry
-the source's with `voice` "<voice>+vc", `vc_source`, `vc_f0` and `vc_formant` added. Train on both:
+Writes OUT/wav/<n>-<name>-f<F0 factor>-v<formant factor>.wav and OUT/manifest.jsonl (paths relative
+to OUT), each entry the source's with `voice` "<voice>+vc", `vc_source`, `vc_f0` and `vc_formant`
+added. Train on both:
 `data.train_manifest=[data/synthetic/train.jsonl,data/synthetic/train_vc/manifest.jsonl]`.
 Draws are seeded per entry, and recordings already written are kept, so a stopped run picks up
 where it was and gives the same files. Needs `pip install pyworld` (the `augment` extra).
@@ -77,9 +78,9 @@ def perturb_voice(wave: np.ndarray, f0_factor: float, formant_factor: float, sam
         envelope = warp_frequency(envelope, formant_factor)
         aperiodicity = np.clip(warp_frequency(aperiodicity, formant_factor), 0.0, 1.0)
     y = pyworld.synthesize(f0 * f0_factor, envelope, aperiodicity, sample_rate, frame_period=FRAME_MS)[: len(x)]
-    peak = float(np.abs(y).max()) if y.size else 0.0
     if not np.isfinite(y).all():
         raise ValueError("WORLD resynthesis gave non-finite samples")
+    peak = float(np.abs(y).max()) if y.size else 0.0
     return (y / peak * 0.99 if peak > 0.99 else y).astype(np.float32)
 
 
@@ -102,9 +103,12 @@ def plan(entries: list[Utterance], out_dir: Path, fraction: float, seed: int,
          f0_range: tuple[float, float], formant_range: tuple[float, float]) -> list[tuple[Utterance, Path, float, float]]:
     """Which entries get a copy (a seeded sample of `fraction` of them, in manifest order), where, with which factors."""
     count = round(len(entries) * fraction)
-    chosen = sorted(random.Random(seed).sample(range(len(entries)), count))
-    return [(entries[i], out_dir / "wav" / f"{i:06d}-{Path(entries[i].audio_filepath).stem}.wav",
-             *draw_factors(seed, i, f0_range, formant_range)) for i in chosen]
+    work = []
+    for i in sorted(random.Random(seed).sample(range(len(entries)), count)):
+        f0, formant = draw_factors(seed, i, f0_range, formant_range)
+        name = f"{i:06d}-{Path(entries[i].audio_filepath).stem}-f{f0:.3f}-v{formant:.3f}.wav"  # other factors, other file
+        work.append((entries[i], out_dir / "wav" / name, f0, formant))
+    return work
 
 
 def run(manifest: Path, out_dir: Path, fraction: float, seed: int, jobs: int,
