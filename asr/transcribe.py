@@ -237,6 +237,9 @@ def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
     print(f"parameters: {params / 1e6:.2f} M; tokenizer: {bundle.tokenizer.to_dict()['kind']} ({len(bundle.tokenizer)} units)")
     print(f"architecture: {json.dumps(bundle.config['model'])}")
     for key, value in bundle.provenance.items():
+        if key == "init_from" and isinstance(value, dict):  # fine-tuned: where it started, in brief
+            before = ", ".join(f"{value[k]} {name}" for k, name in (("steps", "steps"), ("epoch", "epochs")) if k in value)
+            value = f"{value.get('bundle')} ({before}; trained on {value.get('train_manifest', '?')})"
         print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     decoder = f"decoder: {decoder_cfg.name}"
     if decoder_cfg.name == "beam":

@@ -178,6 +178,9 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     assert tuned.provenance["train_manifest"] == f"{speech_dir / 'manifest.jsonl'} + {speech_dir / 'train.jsonl'}"
     assert tuned.provenance["train_hours"] == pytest.approx(
         sum(e.duration for m in ("manifest.jsonl", "train.jsonl") for e in read_manifest(speech_dir / m)) / 3600, abs=1e-3)
+    info = subprocess.run([sys.executable, "-m", "asr.transcribe", "--info", f"model={out / 'best.pt'}"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert f"init_from: {trained_run / 'best.pt'} ({source.provenance['steps']} steps, " in info.stdout, info.stdout
     assert train.main(overrides(speech_dir, tmp_path / "fresh", **common)) == 0
     assert metrics(tmp_path / "fresh")[0]["dev_cer"] > 0.5
 
