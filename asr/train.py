@@ -261,6 +261,7 @@ def main(argv: list[str]) -> int:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     train_manifests = manifest_list(cfg.data.train_manifest)
+    train_source = " + ".join(train_manifests)
     train_entries = [e for m in train_manifests for e in read_manifest(m)]
     tokenizer = (tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else init.tokenizer if init
                  else make_tokenizer(cfg, train_entries))
@@ -270,11 +271,11 @@ def main(argv: list[str]) -> int:
     if init and init.config != config:
         raise UsageError(f"{init.path}: init_from needs this run's features/model config to be the bundle's; "
                          f"they differ in {', '.join(config_differences(init.config, config))}")
-    recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
-    if init:
-        recognizer.load_state_dict(init.recognizer.state_dict())
+    recognizer = init.recognizer if init else build_recognizer(config["features"], config["model"], len(tokenizer))
+    # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt
+    lineage = {"bundle": str(init.path), **init.provenance} if init else (checkpoint or {}).get("init_from")
     frame_rate = recognizer.output_frame_rate
-    train = filter_split(train_entries, " + ".join(train_manifests), "train", tokenizer, frame_rate, cfg.data, world.main)
+    train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate, cfg.data, world.main)
     dev = filter_split(read_manifest(cfg.data.dev_manifest), cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]
@@ -320,8 +321,6 @@ def main(argv: list[str]) -> int:
         set_rng_state(checkpoint["rng"][world.rank] if world.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
         print(f"resumed from {last_path} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})", file=sys.stderr)
 
-    init_path, init_provenance = (init.path, init.provenance) if init else (checkpoint or {}).get("init_from", (None, {}))
-    del init  # its weights are in `recognizer` now
     writer = None
     metrics_path = out_dir / "metrics.jsonl"
     if world.main:
@@ -345,7 +344,7 @@ def main(argv: list[str]) -> int:
                 "checkpoint_version": CHECKPOINT_VERSION, "config": config, "tokenizer": tokenizer.to_dict(),
                 "model": recognizer.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": asdict(state), "rng": rngs,
-                "init_from": (str(init_path) if init_path else None, init_provenance),
+                "init_from": lineage,
             }, last_path)
 
     def run_validation(train_loss: float, throughput: float) -> bool:
@@ -357,8 +356,8 @@ def main(argv: list[str]) -> int:
             if improved:
                 state.best_wer, state.stale_validations = result["dev_wer"], 0
                 save_bundle(out_dir / "best.pt", recognizer, tokenizer, config, {
-                    **({"init_from": {"bundle": str(init_path), **init_provenance}} if init_path else {}),
-                    "train_manifest": " + ".join(train_manifests), "train_hours": round(sum(e.duration for e in train) / 3600, 3),
+                    **({"init_from": lineage} if lineage else {}),
+                    "train_manifest": train_source, "train_hours": round(sum(e.duration for e in train) / 3600, 3),
                     "steps": state.step, "epoch": state.epoch, "dev_manifest": str(cfg.data.dev_manifest),
                     "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"], "seed": int(cfg.seed),
                     "asr_version": asr.__version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

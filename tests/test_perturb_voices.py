@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,11 @@ def test_bad_inputs_are_one_line_errors_and_bad_files_are_skipped(speech_dir, tm
         assert stop.value.code == 1
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_without_pyworld_the_tool_says_how_to_get_it(speech_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyworld", None)  # import pyworld raises ImportError
+    with pytest.raises(SystemExit) as stop:
+        perturb_voices.main([str(speech_dir / "manifest.jsonl"), "-o", str(tmp_path / "vc")])
+    assert stop.value.code == 1 and "pyworld is not installed: pip install pyworld" in capsys.readouterr().err
+    assert not (tmp_path / "vc").exists()

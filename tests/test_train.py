@@ -178,6 +178,10 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     assert tuned.provenance["train_manifest"] == f"{speech_dir / 'manifest.jsonl'} + {speech_dir / 'train.jsonl'}"
     assert tuned.provenance["train_hours"] == pytest.approx(
         sum(e.duration for m in ("manifest.jsonl", "train.jsonl") for e in read_manifest(speech_dir / m)) / 3600, abs=1e-3)
+    # a resumed fine-tuning still knows where it started (last.pt carries it to the best.pt it writes next)
+    resumed = {**common, "trainer.max_steps": 3, "resume": "true"}
+    assert train.main(overrides(speech_dir, out, init_from=trained_run / "best.pt", **resumed)) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["init_from"]["steps"] == source.provenance["steps"]
     info = subprocess.run([sys.executable, "-m", "asr.transcribe", "--info", f"model={out / 'best.pt'}"],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert f"init_from: {trained_run / 'best.pt'} ({source.provenance['steps']} steps, " in info.stdout, info.stdout
