@@ -85,3 +85,9 @@ def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, 
     save_bundle(run / "best.pt", bundle.recognizer, bundle.tokenizer, bundle.config,
                 {**bundle.provenance, "init_from": {"bundle": str(tiny_model)}})
     assert package_model.total_wall_hours(run, load_bundle(run / "best.pt").provenance["init_from"]) == round(own + own, 2)
+    # a chain (best.pt fine-tuned from a best.pt fine-tuned from a run): every run's events count once
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "tb").symlink_to(tiny_model.parent / "tb")
+    lineage = {"bundle": str(run / "best.pt"), **load_bundle(run / "best.pt").provenance}
+    assert package_model.total_wall_hours(second, lineage) == round(3 * own, 2)

@@ -318,7 +318,8 @@ def test_lm_text_excludes_the_tiny_corpus_held_out_sentences(tiny_corpus, tmp_pa
 @pytest.mark.slow
 def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     """All seven stages of recipes/synthetic/run.sh on a tiny corpus: a tiny model trained for 6 steps, then
-    fine-tuned for 6 more on the training set plus its WORLD-perturbed copies."""
+    fine-tuned twice for 6 more, on the training set plus its WORLD-perturbed copies (round 1: 40 % of it,
+    round 2: a second copy of all of it added)."""
     from asr.bundle import load_bundle
 
     data, exp = tmp_path / "data", tmp_path / "exp"
@@ -335,13 +336,20 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
 
     bundle = load_bundle(exp / "bundle" / "model.pt")
     assert bundle.provenance["steps"] in (3, 6) and bundle.provenance["weights"] == "fp16"  # best.pt: either validation
-    assert bundle.provenance["init_from"]["bundle"] == str(exp / "best.pt")  # stage 3 fine-tuned stage 2's model
+    start = bundle.provenance["init_from"]  # stage 3: round 2 fine-tuned round 1's model, which fine-tuned stage 2's
+    assert start["bundle"] == str(exp / "vc" / "best.pt") and start["init_from"]["bundle"] == str(exp / "best.pt")
+    train = read_manifest(data / "train.jsonl")
     copies = read_manifest(data / "train_vc" / "manifest.jsonl", check_files=True)
-    assert len(copies) == round(0.4 * len(read_manifest(data / "train.jsonl")))
-    assert bundle.provenance["train_manifest"] == f"{data / 'train.jsonl'} + {data / 'train_vc' / 'manifest.jsonl'}"
+    copies2 = read_manifest(data / "train_vc2" / "manifest.jsonl", check_files=True)
+    assert len(copies) == round(0.4 * len(train)) and len(copies2) == len(train)
+    factors = {e.extra["vc_source"]: e.extra["vc_f0"] for e in copies}  # round 2 draws other voices (seed + 1)
+    assert all(factors[e.extra["vc_source"]] != e.extra["vc_f0"] for e in copies2 if e.extra["vc_source"] in factors)
+    assert start["train_manifest"] == f"{data / 'train.jsonl'} + {data / 'train_vc' / 'manifest.jsonl'}"
+    assert bundle.provenance["train_manifest"] == " + ".join(
+        str(m) for m in (data / "train.jsonl", data / "train_vc" / "manifest.jsonl", data / "train_vc2" / "manifest.jsonl"))
     assert bundle.provenance["corpus"]["recipe"] == "recipes/synthetic" and bundle.provenance["corpus"]["seed"] == 0
     assert bundle.provenance["lm"]["order"] == 4 and (exp / "bundle" / "lexicon.txt").is_file()
-    run = exp / "vc"  # stages 4 and 6 write into the fine-tuned run's folder
+    run = exp / "vc2"  # stages 4 and 6 write into the last fine-tuned run's folder
     tuned = json.loads((run / "tune_lm.json").read_text())["best"]
     for split in ("test", "test_unseen_voice"):
         count = len(read_manifest(data / f"{split}.jsonl"))

@@ -15,7 +15,8 @@ and adds to the bundle's provenance what `python -m asr.transcribe --info` print
     corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
     train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
                       start or resume), of the time between their first and last event; a run fine-tuned
-                      with init_from= adds its starting bundle's (from its provenance, or its run's events)
+                      with init_from= adds its starting bundle's (from its provenance, or its run's events,
+                      following a chain of fine-tunings back to the first run)
     lm                LM order, n-gram counts (lm.arpa's header), size and the text it was built from
 
 Refuses a bundle over MAX_MODEL_BYTES or an LM over MAX_LM_BYTES (the package must stay small).
@@ -72,13 +73,13 @@ def train_wall_hours(run_dir: Path) -> float | None:
 
 def total_wall_hours(run_dir: Path, init_from: dict | None) -> float | None:
     """`train_wall_hours` of a run plus, for a fine-tuned one, its starting bundle's: from that bundle's
-    provenance (a packaged model), else from the TensorBoard files beside it (a run's best.pt)."""
+    provenance (a packaged model), else that of the run beside it (a run's best.pt; itself perhaps fine-tuned)."""
     hours = train_wall_hours(run_dir)
     if hours is None or not init_from:
         return hours
     before = init_from.get("train_wall_hours")
     if before is None and init_from.get("bundle"):
-        before = train_wall_hours(Path(init_from["bundle"]).parent)
+        before = total_wall_hours(Path(init_from["bundle"]).parent, init_from.get("init_from"))
     return None if before is None else round(hours + before, 2)
 
 

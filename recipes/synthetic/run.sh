@@ -4,8 +4,9 @@
 #   recipes/synthetic/run.sh --stage 2 --stop-stage 2     train only (resumes: run it again after a stop)
 #   recipes/synthetic/run.sh --stage 5 --bundle-dir asr/assets   ship the result as the bundled model
 # Stages: 0 corpus (prepare.py), 1 LM text (training sentences only) + KenLM 4-gram (8-bit), 2 train,
-# 3 speaker augmentation: WORLD-vocoder copies of part of the training set (tools/perturb_voices.py)
-# and fine-tuning stage 2's model on both (skipped with --vc-epochs 0), 4 tune lm_weight / word_score
+# 3 speaker augmentation (tools/perturb_voices.py, WORLD vocoder), in two rounds: copies of part of the
+# training set and fine-tuning stage 2's model on both (skipped with --vc-epochs 0), then a second, full
+# set of copies and fine-tuning round 1's model on all three (skipped with --vc2-steps 0), 4 tune lm_weight / word_score
 # on dev, 5 package (fp16 bundle + LM + lexicon), 6 evaluate the package on test and
 # test_unseen_voice, greedy and beam+LM. Paths are relative to the repository root.
 set -euo pipefail
@@ -17,12 +18,14 @@ hours=25                            # corpus size (recipes/synthetic/conf/prepar
 seed=0                              # corpus seed: the sentence split, voices and augmentation
 jobs=2                              # synthesis processes
 data_dir=data/synthetic             # the corpus: manifests, wav/, summary.json, lm_train.txt
-exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/; vc/ (stage 3: the same, tune_lm.json, eval/)
+exp_dir=exp/small                   # best.pt, last.pt, metrics.jsonl, lm/; vc/ and vc2/ (stage 3's rounds: the same, tune_lm.json, eval/)
 model=small                         # conf/model preset
 epochs=23                           # trainer.max_epochs
 vc_fraction=0.4                     # stage 3: share of the training utterances that get a perturbed copy
 vc_epochs=3                         # stage 3: fine-tuning epochs over train + copies (0: no stage 3)
-vc_lr=3e-4                          # stage 3: peak learning rate of the fine-tuning (100 warm-up steps, cosine)
+vc_lr=3e-4                          # stage 3: peak learning rate of both fine-tunings (100 warm-up steps, cosine)
+vc2_fraction=1.0                    # stage 3, round 2: share of the training utterances that get a second copy (seed + 1)
+vc2_steps=1400                      # stage 3, round 2: fine-tuning steps over train + both sets of copies (0: no round 2)
 bundle_dir=""                       # stage 5 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2"
 
@@ -39,15 +42,19 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --vc-fraction) vc_fraction=$2; shift 2 ;;
     --vc-epochs) vc_epochs=$2; shift 2 ;;
+    --vc-lr) vc_lr=$2; shift 2 ;;
+    --vc2-fraction) vc2_fraction=$2; shift 2 ;;
+    --vc2-steps) vc2_steps=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --epochs --vc-fraction --vc-epochs --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --epochs --vc-fraction --vc-epochs --vc-lr --vc2-fraction --vc2-steps --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
 lm_dir=$exp_dir/lm
 model_dir=$exp_dir                  # the run whose best.pt stages 4-6 use: stage 3's when it runs
 [ "$vc_epochs" = 0 ] || model_dir=$exp_dir/vc
+[ "$vc_epochs" = 0 ] || [ "$vc2_steps" = 0 ] || model_dir=$exp_dir/vc2
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -73,9 +80,18 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$vc_epochs" != 0 ]; then
   log "stage 3: perturbed voices for $vc_fraction of the training set, fine-tune $exp_dir/best.pt into $model_dir"
   python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc --fraction $vc_fraction --seed $seed --jobs $jobs
   # shellcheck disable=SC2086
-  python -m asr.train data=synthetic model=$model out_dir=$model_dir resume=true init_from=$exp_dir/best.pt \
+  python -m asr.train data=synthetic model=$model out_dir=$exp_dir/vc resume=true init_from=$exp_dir/best.pt \
     "data.train_manifest=[$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl]" data.dev_manifest=$data_dir/dev.jsonl \
     optim.lr=$vc_lr optim.warmup_steps=100 trainer.max_epochs=$vc_epochs trainer.val_every=250 $train_args
+  if [ "$vc2_steps" != 0 ]; then
+    log "stage 3, round 2: perturbed voices for $vc2_fraction of the training set (seed $((seed + 1))), fine-tune $exp_dir/vc/best.pt into $model_dir"
+    python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc2 --fraction $vc2_fraction --seed $((seed + 1)) --jobs $jobs
+    # shellcheck disable=SC2086
+    python -m asr.train data=synthetic model=$model out_dir=$model_dir resume=true init_from=$exp_dir/vc/best.pt \
+      "data.train_manifest=[$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl,$data_dir/train_vc2/manifest.jsonl]" \
+      data.dev_manifest=$data_dir/dev.jsonl optim.lr=$vc_lr optim.warmup_steps=100 trainer.max_steps=$vc2_steps \
+      trainer.val_every=200 $train_args
+  fi
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
