@@ -230,6 +230,19 @@ def write_output(t: Transcript, cfg: DictConfig, many: bool) -> None:
     write_text_atomic(folder / f"{t.path.stem}.{fmt}", render(t, fmt, cfg))
 
 
+def lineage_summary(start: dict) -> str:
+    """A fine-tuned model's starting bundles in one line, the latest first, back to the run trained from
+    scratch: `path of DATE TIME (N steps, E epochs; trained on M) <- path of DATE TIME (...)` (the time tells apart
+    successive models shipped at one path, such as `init_from=bundled` twice)."""
+    parts = []
+    while isinstance(start, dict):
+        done = ", ".join(f"{start[k]} {name}" for k, name in (("steps", "steps"), ("epoch", "epochs")) if k in start)
+        created = f" of {start['created'][:16].replace('T', ' ')}" if start.get("created") else ""
+        parts.append(f"{start.get('bundle')}{created} ({done}; trained on {start.get('train_manifest', '?')})")
+        start = start.get("init_from")
+    return " <- ".join(parts)
+
+
 def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
     """Describe a model bundle (where it came from, how it was trained) and the decoder it would run with."""
     params = sum(p.numel() for p in bundle.recognizer.model.parameters())
@@ -238,8 +251,7 @@ def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
     print(f"architecture: {json.dumps(bundle.config['model'])}")
     for key, value in bundle.provenance.items():
         if key == "init_from" and isinstance(value, dict):  # fine-tuned: where it started, in brief
-            before = ", ".join(f"{value[k]} {name}" for k, name in (("steps", "steps"), ("epoch", "epochs")) if k in value)
-            value = f"{value.get('bundle')} ({before}; trained on {value.get('train_manifest', '?')})"
+            value = lineage_summary(value)
         print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     decoder = f"decoder: {decoder_cfg.name}"
     if decoder_cfg.name == "beam":

@@ -182,9 +182,14 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     resumed = {**common, "trainer.max_steps": 3, "resume": "true"}
     assert train.main(overrides(speech_dir, out, init_from=trained_run / "best.pt", **resumed)) == 0
     assert torch.load(out / "last.pt", weights_only=True)["init_from"]["steps"] == source.provenance["steps"]
-    info = subprocess.run([sys.executable, "-m", "asr.transcribe", "--info", f"model={out / 'best.pt'}"],
+    # fine-tuning the fine-tuned model: the chain of starts is kept, and --info shows all of it, latest first
+    assert train.main(overrides(speech_dir, tmp_path / "ft2", init_from=out / "best.pt", **common)) == 0
+    info = subprocess.run([sys.executable, "-m", "asr.transcribe", "--info", f"model={tmp_path / 'ft2' / 'best.pt'}"],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert f"init_from: {trained_run / 'best.pt'} ({source.provenance['steps']} steps, " in info.stdout, info.stdout
+    tuned = load_bundle(out / "best.pt")
+    when = [b.provenance["created"][:16].replace("T", " ") for b in (tuned, source)]
+    assert (f"init_from: {out / 'best.pt'} of {when[0]} ({tuned.provenance['steps']} steps, " in info.stdout
+            and f" <- {trained_run / 'best.pt'} of {when[1]} ({source.provenance['steps']} steps, " in info.stdout), info.stdout
     assert train.main(overrides(speech_dir, tmp_path / "fresh", **common)) == 0
     assert metrics(tmp_path / "fresh")[0]["dev_cer"] > 0.5
 
