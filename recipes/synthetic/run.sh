@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
 lm_dir=$exp_dir/lm
-model_dir=$exp_dir                  # the run whose best.pt stages 4-6 use: stage 3's when it runs
+model_dir=$exp_dir                  # the run whose best.pt stages 4-6 use: stage 3's last round when it runs
 [ "$vc_epochs" = 0 ] || model_dir=$exp_dir/vc
 [ "$vc_epochs" = 0 ] || [ "$vc2_steps" = 0 ] || model_dir=$exp_dir/vc2
 
@@ -77,7 +77,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$vc_epochs" != 0 ]; then
-  log "stage 3: perturbed voices for $vc_fraction of the training set, fine-tune $exp_dir/best.pt into $model_dir"
+  log "stage 3: perturbed voices for $vc_fraction of the training set, fine-tune $exp_dir/best.pt into $exp_dir/vc"
   python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc --fraction $vc_fraction --seed $seed --jobs $jobs
   # shellcheck disable=SC2086
   python -m asr.train data=synthetic model=$model out_dir=$exp_dir/vc resume=true init_from=$exp_dir/best.pt \
