@@ -16,9 +16,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import torch
+import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
@@ -188,6 +189,8 @@ def filter_utterances(
 class SpeechDataset(Dataset):
     """Utterances read lazily: item i is (waveform at `sample_rate`, target ids, i).
 
+    An item may also be asked for as `(i, speed)`: the waveform is then speed-perturbed (resampled,
+    so tempo, pitch and formants all move by `speed`), as `BucketBatchSampler` with speed factors asks.
     With `tokenizer=None` (evaluation) the targets are empty and transcripts are not encoded.
     """
 
@@ -199,9 +202,12 @@ class SpeechDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, float]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i, speed = item if isinstance(item, tuple) else (item, 1.0)
         e = self.entries[i]
         wave = load_audio(e.audio_filepath, self.sample_rate, e.offset, e.duration if e.offset else None)
+        if speed != 1.0:
+            wave = AF.speed(wave, self.sample_rate, speed)[0]
         ids = self.tokenizer.encode(e.text) if self.tokenizer is not None else []
         return wave, torch.tensor(ids, dtype=torch.long), i
 
@@ -223,13 +229,17 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, to
     }
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler(Sampler[list]):
     """Batches of utterances of similar duration, each holding at most `max_batch_seconds` of padded audio.
 
     The order is a pure function of (seed, epoch): durations are split into `num_buckets` quantile
     buckets, utterances are shuffled inside buckets, packed greedily into batches, and the batches are
     shuffled. With `world_size` > 1 every rank builds the same list and takes every world_size-th batch
     (the list is padded by repeating batches so all ranks take the same number of steps).
+
+    Speed perturbation (Ko et al. 2015, on the fly): with `speed_factors` other than (1.0,), every
+    utterance draws one factor per epoch (also a pure function of seed and epoch, so resume stays
+    exact), is packed by its perturbed duration, and is yielded as `(index, factor)` for `SpeechDataset`.
     """
 
     def __init__(
@@ -241,43 +251,53 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        speed_factors: Sequence[float] = (1.0,),
     ) -> None:
         if max_batch_seconds <= 0:
             raise ValueError("max_batch_seconds must be positive")
+        if not speed_factors or min(speed_factors) <= 0:
+            raise ValueError(f"speed factors must be positive numbers, got {list(speed_factors)}")
         self.durations = list(durations)
+        self.speed_factors = tuple(float(f) for f in speed_factors)
         self.max_batch_seconds = max_batch_seconds
         self.num_buckets = max(1, num_buckets)
         self.shuffle, self.seed = shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[int, list[list]] | None = None
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order; `start_batch` skips batches already consumed (exact resume)."""
         self.epoch, self.start_batch = epoch, start_batch
 
-    def _all_batches(self) -> list[list[int]]:
+    def _all_batches(self) -> list[list]:
         if self._cache is None or self._cache[0] != self.epoch:
             self._cache = (self.epoch, self._build_batches())
         return self._cache[1]
 
-    def _build_batches(self) -> list[list[int]]:
+    def _build_batches(self) -> list[list]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        order = sorted(range(len(self.durations)), key=lambda i: self.durations[i])
+        perturb = self.speed_factors != (1.0,)
+        durations = self.durations
+        if perturb:  # its own generator: without perturbation the batches are what they always were
+            speed_rng = random.Random(f"speed {self.seed} {self.epoch}")
+            factors = [speed_rng.choice(self.speed_factors) for _ in durations]
+            durations = [d / f for d, f in zip(durations, factors)]
+        order = sorted(range(len(durations)), key=lambda i: durations[i])
         size = math.ceil(len(order) / self.num_buckets)
         buckets = [order[i : i + size] for i in range(0, len(order), size)]
-        batches: list[list[int]] = []
+        batches: list[list] = []
         for bucket in buckets:
             if self.shuffle:
                 rng.shuffle(bucket)
-            batch: list[int] = []
+            batch: list = []
             longest = 0.0
             for i in bucket:
-                d = self.durations[i]
+                d = durations[i]
                 if batch and max(longest, d) * (len(batch) + 1) > self.max_batch_seconds:
                     batches.append(batch)
                     batch, longest = [], 0.0
-                batch.append(i)
+                batch.append((i, factors[i]) if perturb else i)
                 longest = max(longest, d)
             if batch:
                 batches.append(batch)
@@ -288,7 +308,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches = batches[self.rank :: self.world_size]
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         yield from self._all_batches()[self.start_batch :]
 
     def __len__(self) -> int:

@@ -11,6 +11,7 @@ In a corpus its insertions still count as errors while it adds no reference word
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ import jiwer
 from asr.text import normalize_text
 
 TOP_ERRORS = 10  # default number of most frequent substitutions / insertions / deletions
+FREQUENCY_EDGES = (0, 1, 10, 100, 1000)  # lower edges of the word-count groups of `errors_by_frequency`
 SUBSTITUTION_ARROW = " → "
 _OPS = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}
 
@@ -182,3 +184,30 @@ def top_errors(refs: Sequence[str], hyps: Sequence[str], k: int = TOP_ERRORS) ->
             elif ch.type == "delete":
                 found["deletions"].update(r)
     return {kind: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:k] for kind, c in found.items()}
+
+
+def errors_by_frequency(
+    refs: Sequence[str], hyps: Sequence[str], counts: Counter[str], edges: Sequence[int] = FREQUENCY_EDGES,
+) -> tuple[list[dict], int]:
+    """Reference words grouped by how often each occurs in `counts` (say, the training transcripts).
+
+    Returns one row per group, `{"group": "10-99", "words": N, "errors": E}` (E: the group's words that were
+    substituted or deleted), and the insertions, which belong to no reference word: the WER is
+    (sum of E + insertions) / sum of N.
+    """
+    refs, hyps = _normalized(refs, hyps)
+    edges = sorted(edges)
+    labels = [f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    rows = [{"group": label, "words": 0, "errors": 0} for label in labels]
+    insertions = 0
+    for ref, chunks in zip(refs, _alignments(refs, hyps)):
+        words = ref.split()
+        for ch in chunks:
+            if ch.type == "insert":
+                insertions += ch.hyp_end_idx - ch.hyp_start_idx
+                continue
+            for word in words[ch.ref_start_idx : ch.ref_end_idx]:
+                group = max(bisect.bisect_right(edges, counts[word]) - 1, 0)
+                rows[group]["words"] += 1
+                rows[group]["errors"] += ch.type != "equal"
+    return rows, insertions

@@ -194,6 +194,14 @@ def manifest_list(value: str | ListConfig) -> list[str]:
     return [str(m) for m in value] if isinstance(value, ListConfig) else [str(value)]
 
 
+def speed_factor_list(value: float | ListConfig) -> list[float]:
+    """`data.speed_factors` as a list of positive numbers (one number is accepted too)."""
+    values = list(value) if isinstance(value, ListConfig) else [value]
+    if not values or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in values):
+        raise UsageError(f"data.speed_factors must be positive numbers such as [0.9,1.0,1.1], got {value}")
+    return [float(f) for f in values]
+
+
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested config dicts, as `key (a vs b)`."""
     out = []
@@ -248,6 +256,7 @@ def main(argv: list[str]) -> int:
     world = setup_distributed("cuda" if tr.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     device = pick_device(tr.device, world.local_rank)
     amp = pick_precision(tr.precision, device)
+    speed_factors = speed_factor_list(cfg.data.speed_factors)
     out_dir = Path(cfg.out_dir)
     last_path = out_dir / "last.pt"
     resuming = bool(cfg.resume) and last_path.is_file()
@@ -275,7 +284,8 @@ def main(argv: list[str]) -> int:
     # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt
     lineage = {"bundle": str(init.path), **init.provenance} if init else (checkpoint or {}).get("init_from")
     frame_rate = recognizer.output_frame_rate
-    train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate, cfg.data, world.main)
+    # the fastest speed leaves the fewest frames: a transcript must fit in those
+    train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate / max(speed_factors), cfg.data, world.main)
     dev = filter_split(read_manifest(cfg.data.dev_manifest), cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]
@@ -294,7 +304,8 @@ def main(argv: list[str]) -> int:
 
     train_set = SpeechDataset(train, tokenizer, recognizer.features.sample_rate)
     sampler = BucketBatchSampler(train_set.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets,
-                                 shuffle=True, seed=cfg.seed, rank=world.rank, world_size=world.world_size)
+                                 shuffle=True, seed=cfg.seed, rank=world.rank, world_size=world.world_size,
+                                 speed_factors=speed_factors)
     loader_args = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
                    "worker_init_fn": ignore_stop_signals}
     train_loader = DataLoader(train_set, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **loader_args)

@@ -62,6 +62,23 @@ def test_dataset_and_collate(speech_dir):
     assert abs(batch["wave_lengths"][0].item() / 16000 - ds.entries[0].duration) < 1e-3
 
 
+def test_speed_perturbed_items_change_tempo_and_pitch(speech_dir):
+    import librosa
+
+    ds = SpeechDataset(read_manifest(speech_dir / "manifest.jsonl"), CharTokenizer())
+    plain = ds[0][0]
+    f0 = {}
+    for speed in (0.9, 1.0, 1.1):
+        wave, targets, index = ds[(0, speed)]
+        assert index == 0 and torch.equal(targets, ds[0][1])
+        assert abs(len(wave) - len(plain) / speed) <= 2
+        track = librosa.yin(wave.numpy(), fmin=60, fmax=400, sr=16000)
+        f0[speed] = float(torch.tensor(track).median())
+    assert torch.equal(ds[(0, 1.0)][0], plain)
+    for speed in (0.9, 1.1):  # resampling moves the voice's pitch by the same factor
+        assert abs(f0[speed] / f0[1.0] - speed) < 0.03, f0
+
+
 def test_filter_reports_reasons():
     tok = CharTokenizer()
     entries = [
@@ -113,3 +130,27 @@ def test_bucket_sampler_shards_by_rank():
     seen = {i for batch in a + b for i in batch}
     assert seen == set(range(101))
     assert {tuple(x) for x in a}.isdisjoint({tuple(x) for x in b}) or len(full) % 2 == 1
+
+
+def test_bucket_sampler_speed_factors_are_drawn_per_epoch_and_packed_by_perturbed_duration():
+    durs = _durations()
+    factors = (0.9, 1.0, 1.1)
+    s = BucketBatchSampler(durs, max_batch_seconds=30, seed=3, speed_factors=factors)
+    s.set_epoch(0)
+    batches = list(s)
+    items = [item for b in batches for item in b]
+    assert sorted(i for i, _ in items) == list(range(len(durs)))
+    assert {f for _, f in items} == set(factors)
+    for b in batches:  # the budget holds for the audio as it will be read: duration / factor
+        assert len(b) == 1 or max(durs[i] / f for i, f in b) * len(b) <= 30
+    again = BucketBatchSampler(durs, max_batch_seconds=30, seed=3, speed_factors=factors)
+    again.set_epoch(0, start_batch=4)
+    assert list(again) == batches[4:]  # a pure function of (seed, epoch): resume sees the same factors
+    s.set_epoch(1)
+    next_epoch = dict(item for b in s for item in b)
+    assert next_epoch != dict(items)  # each epoch draws again
+    plain = BucketBatchSampler(durs, max_batch_seconds=30, seed=3)
+    plain.set_epoch(0)
+    assert all(isinstance(i, int) for b in plain for i in b)
+    with pytest.raises(ValueError, match="speed factors must be positive"):
+        BucketBatchSampler(durs, 30, speed_factors=(0.0, 1.0))

@@ -2,7 +2,11 @@
 
 import pytest
 
-from asr.metrics import Alignment, align, error_rates, sum_rates, top_errors, utterance_rates, utterance_wer
+from collections import Counter
+
+from asr.metrics import (
+    Alignment, align, error_rates, errors_by_frequency, sum_rates, top_errors, utterance_rates, utterance_wer,
+)
 
 
 def test_wer_hand_computed():
@@ -90,3 +94,18 @@ def test_summed_utterance_rates_equal_the_corpus_rates():
     assert sum_rates(per) == error_rates(refs, hyps)
     assert sum_rates(per[:2]) == error_rates(refs[:2], hyps[:2])
     assert sum_rates([]).wer == 0.0 and sum_rates([]).num_utterances == 0
+
+
+def test_errors_by_training_frequency_hand_computed():
+    counts = Counter({"the": 1500, "cat": 40, "sat": 3, "mat": 200})
+    refs = ["the cat sat on the mat", "the zebra sat"]
+    hyps = ["the bat sat on mat", "the zebra sad extra"]
+    rows, insertions = errors_by_frequency(refs, hyps, counts)
+    by = {r["group"]: (r["words"], r["errors"]) for r in rows}
+    # "on", "zebra": never seen (on: right; zebra: right); "sat" x2 (1-9: one wrong); "cat" (10-99: wrong);
+    # "mat" (100-999: right); "the" x3 (1000+: one deleted)
+    assert by == {"0": (2, 0), "1-9": (2, 1), "10-99": (1, 1), "100-999": (1, 0), "1000+": (3, 1)}
+    assert insertions == 1
+    total = error_rates(refs, hyps)
+    assert sum(w for w, _ in by.values()) == total.ref_words
+    assert sum(e for _, e in by.values()) + insertions == total.word_errors

@@ -39,7 +39,8 @@ def test_tiny_model_overfits_a_handful_of_utterances(trained_run):
 def test_resume_is_exact(speech_dir, tmp_path):
     """2N steps straight == N steps, stop, resume, N more (same seed, CPU): identical weights."""
     common = {"optim.min_lr_ratio": 1.0, "trainer.save_every": 6, "data.max_batch_seconds": 5,
-              "features.freq_masks": 2, "features.freq_mask_width": 10, "model.dropout": 0.2}  # RNG in use
+              "features.freq_masks": 2, "features.freq_mask_width": 10, "model.dropout": 0.2,  # RNG in use
+              "data.speed_factors": "[0.9,1.0,1.1]"}
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train.main(overrides(speech_dir, straight, **common, **{"trainer.max_steps": 12})) == 0
     assert train.main(overrides(speech_dir, split, **common, **{"trainer.max_steps": 6})) == 0
@@ -53,6 +54,11 @@ def test_resume_is_exact(speech_dir, tmp_path):
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert [m["step"] for m in metrics(split)] == [6, 12]
+    # the speed perturbation is in effect: without it the same 12 steps end elsewhere
+    plain = tmp_path / "plain"
+    assert train.main(overrides(speech_dir, plain, **{**common, "data.speed_factors": "[1.0]", "trainer.max_steps": 12})) == 0
+    c = torch.load(plain / "last.pt", weights_only=True)
+    assert any(not torch.equal(a["model"][key], c["model"][key]) for key in a["model"])
     # a fresh run must not overwrite an existing one
     result = run_cli(*overrides(speech_dir, split, **common, **{"trainer.max_steps": 12}))
     assert result.returncode == 2 and "last.pt exists: pass resume=true" in result.stderr
@@ -87,6 +93,7 @@ def run_cli(*args, **kwargs):
         (["model=enormous"], "Could not find 'model/enormous'"),
         (["some/path.wav"], "asr.train takes only key=value overrides"),
         (["trainer.precision=fp16", "trainer.device=cpu"], "trainer.precision=fp16 needs a CUDA device"),
+        (["data.speed_factors=[0.9,-1]"], "data.speed_factors must be positive numbers"),
     ],
 )
 def test_bad_configs_give_one_line_errors(tmp_path, args, message):
