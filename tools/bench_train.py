@@ -2,8 +2,9 @@
 
     python tools/bench_train.py manifest=data/synthetic/train.jsonl model=small steps=20
 
-pipeline: DataLoader reading audio files → log-mel + SpecAugment on the device → model → CTC loss →
-          backward → AdamW step (exactly what asr.train does per step).
+pipeline: DataLoader reading audio files (speed-perturbing them with data.speed_factors=[0.9,1.0,1.1])
+          → log-mel + SpecAugment on the device → model → CTC loss → backward → AdamW step (exactly
+          what asr.train does per step).
 ceiling:  the same model and loss on random feature tensors of the same shapes, already in memory
           (no audio reading, no feature extraction).
 Both run the same batches, interleaved in rounds so machine noise hits both alike. Prints audio
@@ -23,7 +24,7 @@ from asr.bundle import build_recognizer
 from asr.config import load_config, pick_device, run_main, split_args
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, collate, filter_utterances, read_manifest
 from asr.text import CharTokenizer
-from asr.train import batch_to, ctc_loss, make_optimizer
+from asr.train import batch_to, ctc_loss, make_optimizer, speed_factor_list
 
 DEFAULTS = {"manifest": "data/synthetic/train.jsonl", "steps": 20, "warmup": 3, "rounds": 3}
 
@@ -42,15 +43,18 @@ def main(argv: list[str]) -> int:
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     torch.manual_seed(0)
     recognizer = build_recognizer(features_cfg, model_cfg, len(tokenizer)).to(device).train()
-    entries, _ = filter_utterances(read_manifest(opts["manifest"]), tokenizer, recognizer.output_frame_rate,
-                                   cfg.data.min_duration, cfg.data.max_duration)
+    speed_factors = speed_factor_list(cfg.data.speed_factors)
+    entries, _ = filter_utterances(read_manifest(opts["manifest"]), tokenizer,
+                                   recognizer.output_frame_rate / max(speed_factors), cfg.data.min_duration,
+                                   cfg.data.max_duration)
     dataset = SpeechDataset(entries, tokenizer, recognizer.features.sample_rate)
-    sampler = BucketBatchSampler(dataset.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets, seed=0)
+    sampler = BucketBatchSampler(dataset.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets, seed=0,
+                                 speed_factors=speed_factors)
     steps, warmup = int(opts["steps"]), int(opts["warmup"])
     optimizer = make_optimizer(recognizer, cfg.optim)
     print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters, "
           f"device {device}, threads {torch.get_num_threads()}, workers {cfg.data.num_workers}, "
-          f"max_batch_seconds {cfg.data.max_batch_seconds}", file=sys.stderr)
+          f"max_batch_seconds {cfg.data.max_batch_seconds}, speed factors {speed_factors}", file=sys.stderr)
 
     def step(feats_or_waves: torch.Tensor, lengths: torch.Tensor, batch: dict, raw: bool) -> None:
         if raw:
