@@ -58,6 +58,14 @@ model_dir=$exp_dir                  # the run whose best.pt stages 4-6 use: stag
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
+# fine_tune OUT_DIR INIT_FROM MANIFESTS LENGTH VAL_EVERY: stage 3's fine-tuning of a model on the training set plus
+# copies (MANIFESTS: a comma-separated list; LENGTH: trainer.max_epochs=N or trainer.max_steps=N)
+fine_tune() {
+  # shellcheck disable=SC2086  # train_args is a list of overrides
+  python -m asr.train data=synthetic model=$model out_dir=$1 resume=true init_from=$2 "data.train_manifest=[$3]" \
+    data.dev_manifest=$data_dir/dev.jsonl optim.lr=$vc_lr optim.warmup_steps=100 $4 trainer.val_every=$5 $train_args
+}
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: ${hours} h corpus in $data_dir (seed $seed)"
   python recipes/synthetic/prepare.py out_dir=$data_dir hours=$hours seed=$seed jobs=$jobs
@@ -79,18 +87,13 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ] && [ "$vc_epochs" != 0 ]; then
   log "stage 3: perturbed voices for $vc_fraction of the training set, fine-tune $exp_dir/best.pt into $exp_dir/vc"
   python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc --fraction $vc_fraction --seed $seed --jobs $jobs
-  # shellcheck disable=SC2086
-  python -m asr.train data=synthetic model=$model out_dir=$exp_dir/vc resume=true init_from=$exp_dir/best.pt \
-    "data.train_manifest=[$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl]" data.dev_manifest=$data_dir/dev.jsonl \
-    optim.lr=$vc_lr optim.warmup_steps=100 trainer.max_epochs=$vc_epochs trainer.val_every=250 $train_args
+  fine_tune $exp_dir/vc $exp_dir/best.pt "$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl" \
+    trainer.max_epochs=$vc_epochs 250
   if [ "$vc2_steps" != 0 ]; then
     log "stage 3, round 2: perturbed voices for $vc2_fraction of the training set (seed $((seed + 1))), fine-tune $exp_dir/vc/best.pt into $model_dir"
     python tools/perturb_voices.py $data_dir/train.jsonl -o $data_dir/train_vc2 --fraction $vc2_fraction --seed $((seed + 1)) --jobs $jobs
-    # shellcheck disable=SC2086
-    python -m asr.train data=synthetic model=$model out_dir=$model_dir resume=true init_from=$exp_dir/vc/best.pt \
-      "data.train_manifest=[$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl,$data_dir/train_vc2/manifest.jsonl]" \
-      data.dev_manifest=$data_dir/dev.jsonl optim.lr=$vc_lr optim.warmup_steps=100 trainer.max_steps=$vc2_steps \
-      trainer.val_every=200 $train_args
+    fine_tune $model_dir $exp_dir/vc/best.pt \
+      "$data_dir/train.jsonl,$data_dir/train_vc/manifest.jsonl,$data_dir/train_vc2/manifest.jsonl" trainer.max_steps=$vc2_steps 200
   fi
 fi
 
