@@ -369,6 +369,7 @@ def main(argv: list[str]) -> int:
                 save_bundle(out_dir / "best.pt", recognizer, tokenizer, config, {
                     **({"init_from": lineage} if lineage else {}),
                     "train_manifest": train_source, "train_hours": round(sum(e.duration for e in train) / 3600, 3),
+                    **({"speed_factors": speed_factors} if speed_factors != [1.0] else {}),
                     "steps": state.step, "epoch": state.epoch, "dev_manifest": str(cfg.data.dev_manifest),
                     "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"], "seed": int(cfg.seed),
                     "asr_version": asr.__version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

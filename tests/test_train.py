@@ -59,6 +59,8 @@ def test_resume_is_exact(speech_dir, tmp_path):
     assert train.main(overrides(speech_dir, plain, **{**common, "data.speed_factors": "[1.0]", "trainer.max_steps": 12})) == 0
     c = torch.load(plain / "last.pt", weights_only=True)
     assert any(not torch.equal(a["model"][key], c["model"][key]) for key in a["model"])
+    assert load_bundle(straight / "best.pt").provenance["speed_factors"] == [0.9, 1.0, 1.1]  # --info shows it
+    assert "speed_factors" not in load_bundle(plain / "best.pt").provenance
     # a fresh run must not overwrite an existing one
     result = run_cli(*overrides(speech_dir, split, **common, **{"trainer.max_steps": 12}))
     assert result.returncode == 2 and "last.pt exists: pass resume=true" in result.stderr

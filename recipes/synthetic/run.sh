@@ -61,9 +61,10 @@ log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 # fine_tune OUT_DIR INIT_FROM MANIFESTS LENGTH VAL_EVERY: stage 3's fine-tuning of a model on the training set plus
 # copies (MANIFESTS: a comma-separated list; LENGTH: trainer.max_epochs=N or trainer.max_steps=N)
 fine_tune() {
+  local out=$1 init=$2 manifests=$3 length=$4 val_every=$5
   # shellcheck disable=SC2086  # train_args is a list of overrides
-  python -m asr.train data=synthetic model=$model out_dir=$1 resume=true init_from=$2 "data.train_manifest=[$3]" \
-    data.dev_manifest=$data_dir/dev.jsonl optim.lr=$vc_lr optim.warmup_steps=100 $4 trainer.val_every=$5 $train_args
+  python -m asr.train data=synthetic model=$model out_dir=$out resume=true init_from=$init "data.train_manifest=[$manifests]" \
+    data.dev_manifest=$data_dir/dev.jsonl optim.lr=$vc_lr optim.warmup_steps=100 $length trainer.val_every=$val_every $train_args
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
