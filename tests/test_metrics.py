@@ -1,8 +1,8 @@
 """Metrics against hand-computed values."""
 
-import pytest
-
 from collections import Counter
+
+import pytest
 
 from asr.metrics import (
     Alignment, align, error_rates, errors_by_frequency, sum_rates, top_errors, utterance_rates, utterance_wer,

@@ -39,3 +39,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     result = run(tmp_path / "utterances.jsonl", "--train", tmp_path / "train.jsonl")
     assert result.returncode == 1 and "utterances.jsonl:1: not a line of asr.evaluate's utterances.jsonl" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    (tmp_path / "utterances.jsonl").write_text('{"ref": "", "hyp": "a"}\n')
+    result = run(tmp_path, "--train", tmp_path / "train.jsonl")
+    assert result.returncode == 1 and "utterances.jsonl: no reference words" in result.stderr
