@@ -105,6 +105,16 @@ def test_bad_configs_give_one_line_errors(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_speed_factors_accept_a_list_or_one_number():
+    from omegaconf import OmegaConf
+
+    assert train.speed_factor_list(OmegaConf.create([0.9, 1, 1.1])) == [0.9, 1.0, 1.1]
+    assert train.speed_factor_list(1.1) == [1.1]
+    for bad in (OmegaConf.create([]), OmegaConf.create([1.0, "fast"]), True, 0):
+        with pytest.raises(train.UsageError, match="data.speed_factors must be positive numbers"):
+            train.speed_factor_list(bad)
+
+
 def test_empty_and_unusable_manifests(speech_dir, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

@@ -165,3 +165,11 @@ def test_batches_sort_by_length_within_a_pool():
     sources = lambda bs: [[s.source for s in b] for b in bs]  # noqa: E731
     assert sources(batches(iter(segs), batch_seconds=18, pool_seconds=100)) == [[0, 2], [1, 3]]
     assert sources(batches(iter(segs), batch_seconds=18, pool_seconds=1)) == [[0], [1], [2], [3]]  # pools of one
+
+
+def test_lineage_of_an_older_bundle_without_creation_time():
+    from asr.transcribe import lineage_summary
+
+    start = {"bundle": "b.pt", "steps": 5, "train_manifest": "t2.jsonl",
+             "init_from": {"bundle": "a.pt", "created": "2026-01-02T03:04:05+00:00", "steps": 9, "epoch": 1}}
+    assert lineage_summary(start) == "b.pt (5 steps; trained on t2.jsonl) <- a.pt of 2026-01-02 03:04 (9 steps, 1 epochs; trained on ?)"

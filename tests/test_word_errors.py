@@ -22,6 +22,8 @@ def test_table_of_errors_by_training_frequency(tmp_path):
     rows = [("the cat sat", "the bat sat"), ("a zebra ran", "a zebra ran ran")]
     (report / "utterances.jsonl").write_text("".join(json.dumps({"audio_filepath": "x.wav", "ref": r, "hyp": h, "wer": 0})
                                                       + "\n" for r, h in rows))
+    missing = run(report, "--train", tmp_path / "gone.jsonl")
+    assert missing.returncode == 1 and "gone.jsonl: no such manifest file" in missing.stderr
     result = run(report, "--train", train)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
