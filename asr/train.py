@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import asr
+from asr import ASSETS_DIR
 from asr.audio import AudioError
 from asr.bundle import BundleError, Recognizer, build_recognizer, load_bundle, save_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
@@ -282,7 +283,11 @@ def main(argv: list[str]) -> int:
                          f"they differ in {', '.join(config_differences(init.config, config))}")
     recognizer = init.recognizer if init else build_recognizer(config["features"], config["model"], len(tokenizer))
     # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt
-    lineage = {"bundle": str(init.path), **init.provenance} if init else (checkpoint or {}).get("init_from")
+    if init:  # the bundled model by its path in the package, not this machine's absolute one
+        start = init.path.relative_to(ASSETS_DIR.parent.parent) if cfg.init_from == "bundled" else init.path
+        lineage = {"bundle": str(start), **init.provenance}
+    else:
+        lineage = (checkpoint or {}).get("init_from")
     frame_rate = recognizer.output_frame_rate
     # the fastest speed leaves the fewest frames: a transcript must fit in those
     train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate / max(speed_factors), cfg.data, world.main)

@@ -10,7 +10,8 @@ def preset(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
 
 
-@pytest.mark.parametrize("name,low,high", [("tiny", 0.1e6, 0.5e6), ("small", 4.0e6, 5.0e6), ("large", 80e6, 150e6)])
+@pytest.mark.parametrize("name,low,high", [("tiny", 0.1e6, 0.5e6), ("small", 4.0e6, 5.0e6), ("medium", 8.5e6, 9.5e6),
+                                            ("large", 80e6, 150e6)])
 def test_presets_have_documented_sizes(name, low, high):
     assert low <= AcousticModel(80, 29, **preset(name)).num_parameters() <= high
 

@@ -40,6 +40,31 @@ def test_a_resumed_run_keeps_the_later_values(tmp_path):
     assert plot_training.read_scalars(tmp_path)["train/loss"] == {10: 2.0, 20: 2.0, 30: 1.0, 40: 1.0, 50: 1.0}
 
 
+def test_compares_runs_by_step_and_wall_time(trained_run, tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    # A run stopped after step 20 and resumed an hour later from step 20: 0.5 h + 0.25 h of training.
+    other = tmp_path / "other"
+    for start, steps in ((1795000000, (10, 20)), (1795005400, (30, 40))):
+        writer = SummaryWriter(str(tmp_path / str(start)))
+        for i, step in enumerate(steps):
+            writer.add_scalar("train/loss", 1.0, step, walltime=start + i * (1800 if start == 1795000000 else 900))
+        writer.close()
+        (other / "tb").mkdir(parents=True, exist_ok=True)
+        (event_file,) = (tmp_path / str(start)).iterdir()
+        event_file.rename(other / "tb" / f"events.out.tfevents.{start}.host.1.0")
+    assert plot_training.wall_hours(other) == {10: 0.0, 20: 0.5, 30: 0.5, 40: 0.75}
+    (other / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "dev_wer": w}) + "\n" for s, w in ((20, 0.9), (40, 0.5))))
+
+    assert plot_training.main([str(other), str(trained_run)]) == 0
+    out = other / "compare.png"  # the default: in the first run's folder
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 20_000
+    assert plot_training.main([str(other), str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing/metrics.jsonl: no such file" in err
+
+
 def test_errors_are_one_line(tmp_path, capsys):
     assert plot_training.main([str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -213,6 +213,15 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     assert metrics(tmp_path / "fresh")[0]["dev_cer"] > 0.5
 
 
+def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_dir, tmp_path):
+    """init_from=bundled: the lineage names asr/assets/model.pt, not the absolute path of the machine that trained."""
+    args = [a for a in overrides(speech_dir, tmp_path / "ft", init_from="bundled", model="small",
+                                 **{"trainer.max_steps": 1, "trainer.val_every": 1}) if not a.startswith("features.")]
+    assert train.main(args) == 0
+    start = load_bundle(tmp_path / "ft" / "best.pt").provenance["init_from"]
+    assert start["bundle"] == "asr/assets/model.pt" and start["steps"] == load_bundle().provenance["steps"]
+
+
 def test_fine_tuning_needs_the_bundles_architecture(speech_dir, trained_run, tmp_path):
     mismatch = run_cli(*overrides(speech_dir, tmp_path / "a", init_from=trained_run / "best.pt", **{"model.hidden_size": 64}))
     assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr

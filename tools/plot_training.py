@@ -2,6 +2,7 @@
 """Plot a training run's curves: loss, dev error rates and learning rate against the step.
 
     python tools/plot_training.py exp/small [--out exp/small/training.png] [--title "small, synthetic"]
+    python tools/plot_training.py exp/small exp/medium --out compare.png   # several runs: dev WER side by side
 
 Reads what `python -m asr.train` writes in its out_dir:
 
@@ -11,6 +12,9 @@ Reads what `python -m asr.train` writes in its out_dir:
     metrics.jsonl             one line per validation: train_loss, dev_loss, dev_wer, dev_cer
 
 and writes one PNG with three panels (loss; dev WER and CER; learning rate), the best dev WER marked.
+Given several runs, it writes one PNG comparing their dev WER against the step and against the
+training wall time (the summed spans of each run's event files: time between a stop and a resume is
+not counted).
 """
 
 from __future__ import annotations
@@ -52,6 +56,25 @@ def read_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
                     elif value.HasField("tensor") and len(value.tensor.float_val) == 1:
                         scalars.setdefault(value.tag, {})[event.step] = value.tensor.float_val[0]
     return scalars
+
+
+def wall_hours(run_dir: Path) -> dict[int, float]:
+    """step -> training wall hours spent up to it, from the times of the run's logged scalars: each event
+    file (one start or resume) adds the span from its first to its last event; a later file's repeated
+    steps get the later, larger time (the repeated work was spent too)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    hours: dict[int, float] = {}
+    spent = 0.0
+    for path in sorted((run_dir / "tb").glob("events.out.tfevents.*"), key=event_file_time):
+        times = [(e.step, e.wall_time) for e in EventFileLoader(str(path)).Load() if e.HasField("summary")]
+        if not times:
+            continue
+        first = times[0][1]
+        for step, t in times:
+            hours[step] = spent + (t - first) / 3600
+        spent += (times[-1][1] - first) / 3600
+    return hours
 
 
 def read_validations(run_dir: Path) -> list[dict]:
@@ -113,15 +136,44 @@ def plot_training(run_dir: Path, out: Path, title: str) -> Path:
     return save_figure(fig, out)
 
 
+def plot_comparison(run_dirs: list[Path], out: Path, title: str) -> Path:
+    """Write a PNG of the runs' dev WER against the step (left) and the training wall hours (right)."""
+    runs = [(run_dir, read_validations(run_dir), wall_hours(run_dir)) for run_dir in run_dirs]
+    fig, (ax_step, ax_time) = pyplot().subplots(1, 2, figsize=(11, 4.5), dpi=100, sharey=True)
+    for run_dir, validations, hours in runs:
+        best = min(100 * m["dev_wer"] for m in validations)
+        label = f"{run_dir.name} (best {best:.1f}%)"
+        line, = ax_step.plot([m["step"] for m in validations], [100 * m["dev_wer"] for m in validations], "o-", ms=3,
+                             label=label)
+        timed = [m for m in validations if m["step"] in hours]  # every validation step is also a logged step
+        ax_time.plot([hours[m["step"]] for m in timed], [100 * m["dev_wer"] for m in timed], "o-", ms=3,
+                     color=line.get_color(), label=label)
+    ax_step.set_xlabel("step")
+    ax_step.set_ylabel("dev WER, greedy (%)")
+    ax_time.set_xlabel("training wall time (hours)")
+    for ax in (ax_step, ax_time):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, out)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: `python tools/plot_training.py RUN_DIR [--out PNG] [--title TEXT]`."""
+    """Command line: `python tools/plot_training.py RUN_DIR [RUN_DIR ...] [--out PNG] [--title TEXT]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="an asr.train out_dir (metrics.jsonl, tb/)")
-    parser.add_argument("--out", type=Path, help="PNG to write (default: RUN_DIR/training.png)")
-    parser.add_argument("--title", help="figure title (default: the run folder's name)")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir",
+                        help="an asr.train out_dir (metrics.jsonl, tb/); several: compare their dev WER")
+    parser.add_argument("--out", type=Path,
+                        help="PNG to write (default: RUN_DIR/training.png, or the first RUN_DIR/compare.png)")
+    parser.add_argument("--title", help="figure title (default: the run folders' names)")
     args = parser.parse_args(argv)
+    first = args.run_dirs[0]
+    title = args.title or " vs ".join(d.name for d in args.run_dirs)
     try:
-        out = plot_training(args.run_dir, args.out or args.run_dir / "training.png", args.title or args.run_dir.name)
+        if len(args.run_dirs) == 1:
+            out = plot_training(first, args.out or first / "training.png", title)
+        else:
+            out = plot_comparison(args.run_dirs, args.out or first / "compare.png", title)
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
