@@ -145,7 +145,7 @@ def plot_comparison(run_dirs: list[Path], out: Path, title: str) -> Path:
         label = f"{run_dir.name} (best {best:.1f}%)"
         line, = ax_step.plot([m["step"] for m in validations], [100 * m["dev_wer"] for m in validations], "o-", ms=3,
                              label=label)
-        timed = [m for m in validations if m["step"] in hours]  # every validation step is also a logged step
+        timed = [m for m in validations if m["step"] in hours]  # val_every a multiple of log_every: all of them
         ax_time.plot([hours[m["step"]] for m in timed], [100 * m["dev_wer"] for m in timed], "o-", ms=3,
                      color=line.get_color(), label=label)
     ax_step.set_xlabel("step")
