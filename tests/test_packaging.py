@@ -25,9 +25,10 @@ def installed_wheel(tmp_path_factory) -> Path:
     src = root / "src"
     src.mkdir()
     for name in SOURCES:
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        kwargs = {"ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir() else {}
-        copy(ROOT / name, src / name, **kwargs)
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                              "-q", "-w", str(root / "dist")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr  # needs setuptools>=77 (the dev extra)
