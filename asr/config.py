@@ -79,6 +79,10 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise UsageError("device=cuda but no CUDA device is available")
+        if local_rank >= torch.cuda.device_count():
+            raise UsageError(f"process {local_rank} of this node needs cuda:{local_rank}, but {torch.cuda.device_count()} CUDA "
+                             "device(s) are visible: start at most that many processes per node (torchrun --nproc_per_node) "
+                             "or set trainer.device=cpu")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     if name != "cpu":

@@ -7,9 +7,11 @@ Padding costs nothing: the recurrent stack runs on packed sequences (cuDNN on GP
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 SUBSAMPLING_KINDS = ("stack", "conv")
 RNN_KINDS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -49,6 +51,58 @@ class ConvSubsampling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         return y.permute(0, 2, 1, 3).flatten(2)
+
+
+class StackedRNN(nn.Module):
+    """Bidirectional LSTM (or GRU) layers on packed sequences, with dropout between layers applied here.
+
+    A multi-layer nn.LSTM on CUDA draws its inter-layer dropout masks inside cuDNN, from a random state
+    that no checkpoint can save, so a run resumed on the GPU would go on with other masks than an
+    uninterrupted one. One single-layer RNN per layer and nn.Dropout between them draw from torch's
+    generators, which the checkpoint saves. Parameters keep nn.LSTM's names (`weight_ih_l1_reverse`, ...)
+    in the state dict, so bundles are the same as those of a multi-layer nn.LSTM.
+    """
+
+    def __init__(self, rnn_type: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+                 projection_size: int = 0) -> None:
+        super().__init__()
+        extra = {"proj_size": projection_size} if projection_size else {}
+        out_size = 2 * (projection_size or hidden_size)
+        self.layers = nn.ModuleList(
+            RNN_KINDS[rnn_type](input_size if k == 0 else out_size, hidden_size, batch_first=True, bidirectional=True, **extra)
+            for k in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.register_state_dict_post_hook(_layer_keys_to_stacked)
+        self.register_load_state_dict_pre_hook(_stacked_keys_to_layers)
+
+    def forward(self, packed: PackedSequence) -> PackedSequence:
+        """Packed (B, T, input_size) → packed (B, T, 2 × hidden or projection size)."""
+        for k, layer in enumerate(self.layers):
+            if k:
+                packed = packed._replace(data=self.dropout(packed.data))
+            packed, _ = layer(packed)
+        return packed
+
+
+_LAYER_KEY = re.compile(r"layers\.(\d+)\.(\w+?)_l0(_reverse)?$")
+_STACKED_KEY = re.compile(r"(weight|bias)_(\w+?)_l(\d+)(_reverse)?$")
+
+
+def _layer_keys_to_stacked(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict hook: `layers.2.weight_ih_l0` → nn.LSTM's `weight_ih_l2`."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        m = _LAYER_KEY.fullmatch(key[len(prefix):])
+        if m:
+            state_dict[f"{prefix}{m[2]}_l{m[1]}{m[3] or ''}"] = state_dict.pop(key)
+
+
+def _stacked_keys_to_layers(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: nn.LSTM's `weight_ih_l2` → `layers.2.weight_ih_l0`."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        m = _STACKED_KEY.fullmatch(key[len(prefix):])
+        if m:
+            state_dict[f"{prefix}layers.{m[3]}.{m[1]}_{m[2]}_l0{m[4] or ''}"] = state_dict.pop(key)
 
 
 class AcousticModel(nn.Module):
@@ -95,11 +149,7 @@ class AcousticModel(nn.Module):
             if subsampling == "stack"
             else ConvSubsampling(input_dim, subsampling_factor, conv_channels)
         )
-        extra = {"proj_size": projection_size} if projection_size else {}
-        self.rnn = RNN_KINDS[rnn_type](
-            self.frontend.output_dim, hidden_size, num_layers=num_layers, batch_first=True,
-            bidirectional=True, dropout=dropout if num_layers > 1 else 0.0, **extra,
-        )
+        self.rnn = StackedRNN(rnn_type, self.frontend.output_dim, hidden_size, num_layers, dropout, projection_size)
         out_dim = 2 * (projection_size or hidden_size)
         self.attention = nn.MultiheadAttention(out_dim, attention_heads, dropout=dropout, batch_first=True) if attention_heads else None
         self.attention_norm = nn.LayerNorm(out_dim) if attention_heads else None
@@ -115,7 +165,7 @@ class AcousticModel(nn.Module):
         x = self.frontend(feats)
         out_lengths = self.output_lengths(lengths).clamp(max=x.shape[1])
         packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
+        y = self.rnn(packed)
         y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
         if self.attention is not None:
             pad_mask = torch.arange(y.shape[1], device=y.device)[None, :] >= out_lengths[:, None]

@@ -1,9 +1,11 @@
 import pytest
 import torch
+import torch.nn as nn
 from omegaconf import OmegaConf
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.config import CONF_DIR
-from asr.model import AcousticModel
+from asr.model import AcousticModel, StackedRNN
 
 
 def preset(name: str) -> dict:
@@ -39,3 +41,24 @@ def test_bad_options():
         AcousticModel(80, 29, rnn_type="transformer")
     with pytest.raises(ValueError, match="model.subsampling"):
         AcousticModel(80, 29, subsampling="pool")
+
+
+@pytest.mark.parametrize("rnn_type,projection_size", [("lstm", 0), ("gru", 0), ("lstm", 16)])
+def test_stacked_rnn_is_a_multi_layer_rnn_with_its_own_dropout(rnn_type, projection_size):
+    """StackedRNN (dropout outside cuDNN, so resuming on CUDA is exact) computes what a multi-layer nn.LSTM/GRU
+    computes, under the same state-dict names: bundles load either way."""
+    torch.manual_seed(0)
+    extra = {"proj_size": projection_size} if projection_size else {}
+    reference = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn_type](40, 32, num_layers=3, batch_first=True, bidirectional=True,
+                                                            dropout=0.1, **extra).eval()
+    stacked = StackedRNN(rnn_type, 40, 32, 3, 0.1, projection_size).eval()
+    stacked.load_state_dict(reference.state_dict())
+    assert list(stacked.state_dict()) == list(reference.state_dict())
+    packed = pack_padded_sequence(torch.randn(3, 50, 40), torch.tensor([50, 30, 7]), batch_first=True, enforce_sorted=False)
+    assert torch.equal(pad_packed_sequence(stacked(packed), batch_first=True)[0],
+                       pad_packed_sequence(reference(packed)[0], batch_first=True)[0])
+    stacked.train()  # dropout between layers draws from torch's generator: the same seed gives the same masks
+    torch.manual_seed(1)
+    first = stacked(packed).data
+    torch.manual_seed(1)
+    assert torch.equal(stacked(packed).data, first) and not torch.equal(first, reference(packed)[0].data)

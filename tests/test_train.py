@@ -37,7 +37,8 @@ def test_tiny_model_overfits_a_handful_of_utterances(trained_run):
 
 
 def test_resume_is_exact(speech_dir, tmp_path):
-    """2N steps straight == N steps, stop, resume, N more (same seed, CPU): identical weights."""
+    """2N steps straight == N steps, stop, resume, N more (same seed): identical weights, on the CPU and on CUDA
+    (where the recurrent dropout must not be cuDNN's: its random state is not in the checkpoint)."""
     common = {"optim.min_lr_ratio": 1.0, "trainer.save_every": 6, "data.max_batch_seconds": 5,
               "features.freq_masks": 2, "features.freq_mask_width": 10, "model.dropout": 0.2,  # RNG in use
               "data.speed_factors": "[0.9,1.0,1.1]"}
@@ -105,6 +106,16 @@ def test_bad_configs_give_one_line_errors(tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_more_processes_than_gpus_is_a_usage_error(monkeypatch):
+    """torchrun --nproc_per_node=2 on a one-GPU machine: process 1 says why instead of a CUDA traceback."""
+    from asr.config import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(train.UsageError, match=r"process 1 of this node needs cuda:1, but 1 CUDA device\(s\) are visible"):
+        pick_device("auto", 1)
+
+
 def test_speed_factors_accept_a_list_or_one_number():
     from omegaconf import OmegaConf
 
@@ -158,7 +169,8 @@ def test_ddp_on_cpu_with_two_processes(speech_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "asr.train", *overrides(speech_dir, out, **{"trainer.max_steps": 8, "trainer.val_every": 4, "data.max_batch_seconds": 4})]
+           "-m", "asr.train", *overrides(speech_dir, out, **{"trainer.max_steps": 8, "trainer.val_every": 4, "data.max_batch_seconds": 4,
+                                                "trainer.device": "cpu"})]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world 2" in result.stderr
@@ -215,8 +227,8 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
 
 def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_dir, tmp_path):
     """init_from=bundled: the lineage names asr/assets/model.pt, not the absolute path of the machine that trained."""
-    args = [a for a in overrides(speech_dir, tmp_path / "ft", init_from="bundled", model="small",
-                                 **{"trainer.max_steps": 1, "trainer.val_every": 1}) if not a.startswith("features.")]
+    args = [a for a in overrides(speech_dir, tmp_path / "ft", init_from="bundled", **{"trainer.max_steps": 1, "trainer.val_every": 1})
+            if not a.startswith(("features.", "model="))]  # conf/train.yaml's defaults are the bundled model's
     assert train.main(args) == 0
     start = load_bundle(tmp_path / "ft" / "best.pt").provenance["init_from"]
     assert start["bundle"] == "asr/assets/model.pt" and start["steps"] == load_bundle().provenance["steps"]
