@@ -1,5 +1,5 @@
 """The wheel: built from the source tree, it carries the bundled model, language model, lexicon and Hydra
-configs, and `python -m asr.transcribe` run from it (not from this checkout) transcribes the sample."""
+configs, and `python -m asr.transcribe` run from it (not from this checkout) transcribes the sample as the checkout does."""
 
 from __future__ import annotations
 
@@ -59,7 +59,10 @@ def test_transcribe_runs_from_the_wheel(installed_wheel, tmp_path):
     where = subprocess.run([sys.executable, "-c", "import asr, asr.config; print(asr.__file__, asr.config.CONF_DIR)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.split()
     assert all(Path(p).is_relative_to(installed_wheel) for p in where), where
-    result = subprocess.run([sys.executable, "-m", "asr.transcribe", str(sample), "decoder=beam", "num_threads=1"],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    command = [sys.executable, "-m", "asr.transcribe", str(sample), "decoder=beam", "num_threads=1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (ROOT / "samples" / "sample.txt").read_text()
+    # the wheel's model, LM, lexicon and decoder settings: the same words as the checkout's (tests/test_pretrained.py
+    # holds those to the sample's transcript)
+    from_checkout = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=True).stdout
+    assert result.stdout == from_checkout and len(result.stdout.split()) >= 10, (result.stdout, from_checkout)
