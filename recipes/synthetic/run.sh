@@ -74,7 +74,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: train model=$model for $steps steps on $manifests into $exp_dir"
   # shellcheck disable=SC2086  # train_args is a list of overrides
   python -m asr.train data=synthetic model=$model out_dir=$exp_dir resume=true "data.train_manifest=[$manifests]" \
-    data.dev_manifest=$data_dir/dev.jsonl trainer.max_steps=$steps trainer.max_epochs=1000 trainer.val_every=$val_every \
+    data.dev_manifest=$data_dir/dev.jsonl trainer.max_steps=$steps trainer.val_every=$val_every \
     trainer.patience=0 $train_args
 fi
 
