@@ -7,7 +7,9 @@
 # (tools/perturb_voices.py, WORLD vocoder): two sets of perturbed copies of the training set, 3 train from scratch
 # on the training set and both sets of copies, 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
 # lexicon), 6 evaluate the package on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the
-# repository root. Stage 3 takes about 8 minutes on one H100 and about 9 hours on 2 CPU cores.
+# repository root. Stage 3 takes about 8 minutes on one H100 and about 9 hours on 2 CPU cores. The shipped model
+# had a second round of stages 3-6 (README: Round 2): --exp-dir exp/medium_ft --lm-dir exp/medium/lm --vc2-fraction 0
+# --steps 1400 --val-every 250 --train-args "init_from=exp/medium/best.pt optim.lr=3e-4 optim.warmup_steps=100".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,6 +25,7 @@ steps=9200                          # trainer.max_steps: the length of the learn
 val_every=550                       # trainer.val_every: steps between validations on dev (best.pt)
 vc_fraction=0.4                     # stage 2: share of the training utterances that get a copy in set 1 (0: no set 1)
 vc2_fraction=1.0                    # stage 2: share that get a copy in set 2, other voices (seed + 1; 0: no set 2)
+lm_dir=""                           # stage 1 output, read by stages 4 and 5 (default $exp_dir/lm)
 bundle_dir=""                       # stage 5 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2 data.num_workers=8"
 
@@ -40,13 +43,14 @@ while [ $# -gt 0 ]; do
     --val-every) val_every=$2; shift 2 ;;
     --vc-fraction) vc_fraction=$2; shift 2 ;;
     --vc2-fraction) vc2_fraction=$2; shift 2 ;;
+    --lm-dir) lm_dir=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --vc-fraction --vc2-fraction --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --vc-fraction --vc2-fraction --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
-lm_dir=$exp_dir/lm
+lm_dir=${lm_dir:-$exp_dir/lm}
 manifests=$data_dir/train.jsonl     # stage 3 trains on these (comma-separated)
 [ "$vc_fraction" = 0 ] || manifests="$manifests,$data_dir/train_vc/manifest.jsonl"
 [ "$vc2_fraction" = 0 ] || manifests="$manifests,$data_dir/train_vc2/manifest.jsonl"
@@ -81,7 +85,7 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: tune lm_weight and word_score on dev"
   python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$exp_dir/best.pt lm=$lm_dir/lm.bin \
-    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-1,0,1,2]" max_utterances=500 \
+    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-2,-1,0,1,2]" max_utterances=500 \
     out=$exp_dir/tune_lm.json
 fi
 
