@@ -161,9 +161,14 @@ def filter_utterances(
     output_frame_rate: float,
     min_duration: float = 0.0,
     max_duration: float = math.inf,
+    speed_factors: Sequence[float] = (1.0,),
 ) -> tuple[list[Utterance], FilterReport]:
     """Drop utterances that are too short/long, have no usable transcript, or whose transcript
-    needs more CTC frames than the model will produce (`output_frame_rate` frames per second)."""
+    needs more CTC frames than the model will produce (`output_frame_rate` frames per second).
+
+    With speed perturbation the fastest factor leaves the fewest frames, so a transcript must fit in those.
+    """
+    frames_per_second = output_frame_rate / max(speed_factors)
     kept, report = [], FilterReport()
     for entry in entries:
         if entry.duration < min_duration:
@@ -178,7 +183,7 @@ def filter_utterances(
             except ValueError:
                 report.dropped["characters outside the alphabet"] += 1
                 continue
-            if ctc_min_frames(ids) > int(entry.duration * output_frame_rate):
+            if ctc_min_frames(ids) > int(entry.duration * frames_per_second):
                 report.dropped["transcript too long for its frames"] += 1
             else:
                 kept.append(entry)

@@ -20,6 +20,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,9 +133,10 @@ def ctc_loss(logits: torch.Tensor, out_lengths: torch.Tensor, batch: dict) -> tu
 
 
 def filter_split(entries: list[Utterance], manifest: str, role: str, tokenizer: Tokenizer, frame_rate: float,
-                 data: DictConfig, verbose: bool = True) -> list[Utterance]:
+                 data: DictConfig, verbose: bool = True, speed_factors: Sequence[float] = (1.0,)) -> list[Utterance]:
     """Filter a manifest's utterances, printing what was dropped and why."""
-    kept, report = filter_utterances(entries, tokenizer, frame_rate, data.min_duration, data.max_duration)
+    kept, report = filter_utterances(entries, tokenizer, frame_rate, data.min_duration, data.max_duration,
+                                     speed_factors)
     if verbose:
         print(f"{role} {manifest}: {report}", file=sys.stderr)
     if not kept:
@@ -289,8 +291,7 @@ def main(argv: list[str]) -> int:
     else:
         lineage = (checkpoint or {}).get("init_from")
     frame_rate = recognizer.output_frame_rate
-    # the fastest speed leaves the fewest frames: a transcript must fit in those
-    train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate / max(speed_factors), cfg.data, world.main)
+    train = filter_split(train_entries, train_source, "train", tokenizer, frame_rate, cfg.data, world.main, speed_factors)
     dev = filter_split(read_manifest(cfg.data.dev_manifest), cfg.data.dev_manifest, "dev", tokenizer, frame_rate, cfg.data, world.main)
     if cfg.data.dev_max_utterances:
         dev = dev[: cfg.data.dev_max_utterances]

@@ -96,6 +96,14 @@ def test_filter_reports_reasons():
     assert ctc_min_frames([1, 2, 2, 3, 3, 3]) == 9
 
 
+def test_filter_keeps_only_transcripts_that_fit_the_fastest_speed():
+    tok = CharTokenizer()
+    entries = [Utterance("a.wav", 0.345, "abcdefghij")]  # 11 frames at speed 1; 9 when sped up by 1.2
+    assert filter_utterances(entries, tok, output_frame_rate=100 / 3)[1].kept == 1
+    kept, report = filter_utterances(entries, tok, output_frame_rate=100 / 3, speed_factors=(0.9, 1.0, 1.2))
+    assert kept == [] and "1 transcript too long for its frames" in str(report)
+
+
 def _durations(n=200, seed=1):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, generator=g) * 9 + 1).tolist()

@@ -44,9 +44,8 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(0)
     recognizer = build_recognizer(features_cfg, model_cfg, len(tokenizer)).to(device).train()
     speed_factors = speed_factor_list(cfg.data.speed_factors)
-    entries, _ = filter_utterances(read_manifest(opts["manifest"]), tokenizer,
-                                   recognizer.output_frame_rate / max(speed_factors), cfg.data.min_duration,
-                                   cfg.data.max_duration)
+    entries, _ = filter_utterances(read_manifest(opts["manifest"]), tokenizer, recognizer.output_frame_rate,
+                                   cfg.data.min_duration, cfg.data.max_duration, speed_factors)
     dataset = SpeechDataset(entries, tokenizer, recognizer.features.sample_rate)
     sampler = BucketBatchSampler(dataset.durations, cfg.data.max_batch_seconds, cfg.data.num_buckets, seed=0,
                                  speed_factors=speed_factors)

@@ -8,8 +8,8 @@
 # on the training set and both sets of copies, 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
 # lexicon), 6 evaluate the package on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the
 # repository root. Stage 3 takes about 8 minutes on one H100 and about 9 hours on 2 CPU cores. The shipped model
-# had a second round of stages 3-6 (README: Round 2): --exp-dir exp/medium_ft --lm-dir exp/medium/lm --vc2-fraction 0
-# --steps 1400 --val-every 250 --train-args "init_from=exp/medium/best.pt optim.lr=3e-4 optim.warmup_steps=100".
+# had more rounds of stages 3-6, each in a new --exp-dir with the first round's --lm-dir and the previous round's
+# best.pt as `init_from` in --train-args (README: How the shipped model was trained).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
