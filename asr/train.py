@@ -364,6 +364,24 @@ def main(argv: list[str]) -> int:
                 "init_from": lineage,
             }, last_path)
 
+    def provenance() -> dict:
+        """What a bundle written now says about how it was trained (dev results are added by the caller)."""
+        return {
+            **({"init_from": lineage} if lineage else {}),
+            "train_manifest": train_source, "train_hours": round(sum(e.duration for e in train) / 3600, 3),
+            **({"speed_factors": speed_factors} if speed_factors != [1.0] else {}),
+            "steps": state.step, "epoch": state.epoch, "seed": int(cfg.seed), "asr_version": asr.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def save_snapshot() -> None:
+        """snapshots/step-<step>.pt (a bundle, for tools/average_checkpoints.py); keeps the newest keep_snapshots."""
+        snapshot_dir = out_dir / "snapshots"
+        save_bundle(snapshot_dir / f"step-{state.step}.pt", recognizer, tokenizer, config, provenance())
+        snapshots = sorted(snapshot_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        for old in snapshots[: max(0, len(snapshots) - tr.keep_snapshots)]:
+            old.unlink()
+
     def run_validation(train_loss: float, throughput: float) -> bool:
         """Validate on rank 0, log, keep best.pt; returns True when early stopping says stop."""
         stop = torch.zeros(1)
@@ -373,12 +391,8 @@ def main(argv: list[str]) -> int:
             if improved:
                 state.best_wer, state.stale_validations = result["dev_wer"], 0
                 save_bundle(out_dir / "best.pt", recognizer, tokenizer, config, {
-                    **({"init_from": lineage} if lineage else {}),
-                    "train_manifest": train_source, "train_hours": round(sum(e.duration for e in train) / 3600, 3),
-                    **({"speed_factors": speed_factors} if speed_factors != [1.0] else {}),
-                    "steps": state.step, "epoch": state.epoch, "dev_manifest": str(cfg.data.dev_manifest),
-                    "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"], "seed": int(cfg.seed),
-                    "asr_version": asr.__version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    **provenance(), "dev_manifest": str(cfg.data.dev_manifest),
+                    "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"],
                 })
             else:
                 state.stale_validations += 1
@@ -446,6 +460,8 @@ def main(argv: list[str]) -> int:
                 early_stop = run_validation(interval_loss / max(1, interval_tokens), interval_audio / elapsed)
                 last_validated = state.step
                 interval_loss, interval_tokens, interval_audio, interval_start = 0.0, 0, 0.0, time.perf_counter()
+            if world.main and tr.snapshot_every and state.step % tr.snapshot_every == 0:
+                save_snapshot()
             if state.step % tr.save_every == 0 or flags[1] or early_stop or state.step >= tr.max_steps:
                 save_last()
             if flags[1] or early_stop or state.step >= tr.max_steps:

@@ -22,8 +22,8 @@ from conftest import ROOT, load_script
 # The first 16 utterances of test.jsonl and the first 8 of test_unseen_voice.jsonl of the corpus the model was
 # trained on (recipes/synthetic, seed 0): sentences never seen in training, seen voices and the held-out slt voice.
 SLICE = ROOT / "tests" / "data" / "pretrained_slice.jsonl"
-# Guards against a broken bundle (which scores near 100 %): 7-17 points above what the shipped model
-# measures on this slice (greedy 35.0 % seen / 38.4 % unseen voice, beam+LM 22.9 % / 23.3 %; session 12).
+# Guards against a broken bundle (which scores near 100 %): 9-16 points above what the shipped model
+# measures on this slice (greedy 35.0 % seen / 39.5 % unseen voice, beam+LM 20.7 % / 24.4 %; session 13).
 MAX_WER = {("test", "greedy"): 0.50, ("test_unseen_voice", "greedy"): 0.55,
            ("test", "beam"): 0.30, ("test_unseen_voice", "beam"): 0.35}
 package_model = load_script("package_model", ROOT / "tools" / "package_model.py")  # its size limits
@@ -43,11 +43,11 @@ def test_assets_are_small_and_fp16():
 
 def misses_the_sample(output: str) -> pytest.MarkDecorator:
     """Strict xfail: what the shipped model prints for the sample today; fails (to be unmarked) once a model gets it right."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 2,250 steps on the CPU) prints {output!r}")
+    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 3,750 steps on the CPU) prints {output!r}")
 
 
 @pytest.mark.parametrize("decoder", [
-    pytest.param("greedy", marks=misses_the_sample("please call me back when you get this massage ab out the meaing")),
+    pytest.param("greedy", marks=misses_the_sample("please call me backwhen you get this massage ab out the meating")),
     "beam",
 ])
 def test_the_sample_is_transcribed(decoder):

@@ -358,11 +358,12 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
             str(exp / "bundle" / "lm.bin"), tuned["lm_weight"], tuned["word_score"])
 
     # a second round, as the shipped model had one: stages 3-5 in a new folder, from the first round's best.pt,
-    # on the corpus and set 1 of the copies, with the first round's LM
+    # on the corpus and set 1 of the copies, with the first round's LM, packaging the average of the last 2 snapshots
     exp2 = tmp_path / "exp2"
     cmd2 = ["bash", str(RECIPE / "run.sh"), "--stage", "3", "--stop-stage", "5", "--data-dir", str(data),
             "--exp-dir", str(exp2), "--lm-dir", str(exp / "lm"), "--vc2-fraction", "0", "--model", "tiny",
-            "--steps", "4", "--val-every", "2", "--train-args", f"{train_args} init_from={exp / 'best.pt'}"]
+            "--steps", "4", "--val-every", "2", "--avg", "2", "--snapshot-every", "1",
+            "--train-args", f"{train_args} init_from={exp / 'best.pt'}"]
     proc = subprocess.run(cmd2, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -371,3 +372,6 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     assert second.provenance["train_manifest"] == f"{data / 'train.jsonl'} + {data / 'train_vc' / 'manifest.jsonl'}"
     assert (exp2 / "bundle" / "lm.bin").read_bytes() == (exp / "lm" / "lm.bin").read_bytes()
     assert not (exp2 / "lm").exists() and (exp2 / "tune_lm.json").is_file()
+    assert sorted(p.name for p in (exp2 / "snapshots").iterdir()) == ["step-3.pt", "step-4.pt"]
+    assert second.provenance["averaged"] == [3, 4] and "dev_wer" in second.provenance  # avg.pt, measured on dev
+    assert json.loads((exp2 / "tune_lm.json").read_text())["model"] == str(exp2 / "avg.pt")

@@ -5,7 +5,8 @@
 #   recipes/synthetic/run.sh --stage 5 --bundle-dir asr/assets   ship the result as the bundled model
 # Stages: 0 corpus (prepare.py), 1 LM text (training sentences only) + KenLM 4-gram (8-bit), 2 speaker augmentation
 # (tools/perturb_voices.py, WORLD vocoder): two sets of perturbed copies of the training set, 3 train from scratch
-# on the training set and both sets of copies, 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
+# on the training set and both sets of copies (with --avg N, then average its last N snapshots into avg.pt, which
+# stages 4-5 then use instead of best.pt: tools/average_checkpoints.py), 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
 # lexicon), 6 evaluate the package on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the
 # repository root. Stage 3 takes about 8 minutes on one H100 and about 9 hours on 2 CPU cores. The shipped model
 # had more rounds of stages 3-6, each in a new --exp-dir with the first round's --lm-dir and the previous round's
@@ -23,6 +24,8 @@ exp_dir=exp/medium                  # best.pt, last.pt, metrics.jsonl, tb/, lm/,
 model=medium                        # conf/model preset
 steps=9200                          # trainer.max_steps: the length of the learning-rate schedule (9,200 = 11.2 epochs of 51 h)
 val_every=550                       # trainer.val_every: steps between validations on dev (best.pt)
+avg=0                               # >0: stages 4-5 use the average of the run's last $avg snapshots (avg.pt), not best.pt
+snapshot_every=100                  # trainer.snapshot_every when --avg > 0: steps between the snapshots averaged
 vc_fraction=0.4                     # stage 2: share of the training utterances that get a copy in set 1 (0: no set 1)
 vc2_fraction=1.0                    # stage 2: share that get a copy in set 2, other voices (seed + 1; 0: no set 2)
 lm_dir=""                           # stage 1 output, read by stages 4 and 5 (default $exp_dir/lm)
@@ -41,12 +44,14 @@ while [ $# -gt 0 ]; do
     --model) model=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --val-every) val_every=$2; shift 2 ;;
+    --avg) avg=$2; shift 2 ;;
+    --snapshot-every) snapshot_every=$2; shift 2 ;;
     --vc-fraction) vc_fraction=$2; shift 2 ;;
     --vc2-fraction) vc2_fraction=$2; shift 2 ;;
     --lm-dir) lm_dir=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --vc-fraction --vc2-fraction --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --avg --snapshot-every --vc-fraction --vc2-fraction --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
@@ -54,6 +59,11 @@ lm_dir=${lm_dir:-$exp_dir/lm}
 manifests=$data_dir/train.jsonl     # stage 3 trains on these (comma-separated)
 [ "$vc_fraction" = 0 ] || manifests="$manifests,$data_dir/train_vc/manifest.jsonl"
 [ "$vc2_fraction" = 0 ] || manifests="$manifests,$data_dir/train_vc2/manifest.jsonl"
+
+snapshots=""                        # stage 3: what --avg averages
+[ "$avg" = 0 ] || snapshots="trainer.snapshot_every=$snapshot_every trainer.keep_snapshots=$avg"
+model_file=$exp_dir/best.pt         # stages 4-5: the model to tune the LM for and to package
+[ "$avg" = 0 ] || model_file=$exp_dir/avg.pt
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -79,19 +89,25 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # shellcheck disable=SC2086  # train_args is a list of overrides
   python -m asr.train data=synthetic model=$model out_dir=$exp_dir resume=true "data.train_manifest=[$manifests]" \
     data.dev_manifest=$data_dir/dev.jsonl trainer.max_steps=$steps trainer.val_every=$val_every \
-    trainer.patience=0 $train_args
+    trainer.patience=0 $snapshots $train_args
+  if [ "$avg" -gt 0 ]; then
+    log "stage 3: average the last $avg snapshots into $exp_dir/avg.pt"
+    newest=$(cd "$exp_dir/snapshots" && ls step-*.pt | sort -t- -k2 -n | tail -n "$avg" | sed "s|^|$exp_dir/snapshots/|")
+    # shellcheck disable=SC2086  # the newest $avg snapshots, oldest first
+    python tools/average_checkpoints.py $newest -o "$exp_dir/avg.pt" --dev $data_dir/dev.jsonl
+  fi
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: tune lm_weight and word_score on dev"
-  python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$exp_dir/best.pt lm=$lm_dir/lm.bin \
+  python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$model_file lm=$lm_dir/lm.bin \
     lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-2,-1,0,1,2]" max_utterances=500 \
     out=$exp_dir/tune_lm.json
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: package $exp_dir/best.pt with the LM into $bundle_dir"
-  python tools/package_model.py $exp_dir/best.pt --corpus $data_dir --lm $lm_dir --lm-text $data_dir/lm_train.txt \
+  log "stage 5: package $model_file with the LM into $bundle_dir"
+  python tools/package_model.py $model_file --corpus $data_dir --lm $lm_dir --lm-text $data_dir/lm_train.txt \
     --out $bundle_dir
 fi
 

@@ -1,0 +1,66 @@
+"""tools/average_checkpoints.py and the trainer's weight snapshots it averages."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from asr import train
+from asr.bundle import load_bundle
+from conftest import tiny_train_overrides
+
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "average_checkpoints.py"
+
+
+def average(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True)
+
+
+def test_snapshots_average_into_a_bundle_with_the_mean_weights(speech_dir, tmp_path):
+    manifest = speech_dir / "manifest.jsonl"
+    run = tmp_path / "run"
+    assert train.main(tiny_train_overrides(manifest, run, **{
+        "trainer.max_steps": 9, "trainer.val_every": 9, "trainer.snapshot_every": 3, "trainer.keep_snapshots": 2})) == 0
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step-6.pt", "step-9.pt"]  # step-3 deleted
+    a, b = (load_bundle(run / "snapshots" / f"step-{n}.pt") for n in (6, 9))
+    assert (a.provenance["steps"], b.provenance["steps"]) == (6, 9)
+
+    result = average(run / "snapshots" / "step-6.pt", run / "snapshots" / "step-9.pt", "-o", tmp_path / "avg.pt")
+    assert result.returncode == 0, result.stderr
+    avg = load_bundle(tmp_path / "avg.pt")
+    sa, sb, s = a.recognizer.state_dict(), b.recognizer.state_dict(), avg.recognizer.state_dict()
+    moved = [k for k in s if s[k].is_floating_point() and not torch.equal(sa[k], sb[k])]
+    assert moved  # the two snapshots differ, so the mean is a third model
+    for key in s:
+        expected = (sa[key].double() + sb[key].double()) / 2 if s[key].is_floating_point() else sb[key]
+        assert torch.allclose(s[key].double(), expected, atol=1e-7), key
+    assert avg.provenance["averaged"] == [6, 9] and "dev_wer" not in avg.provenance  # no number that is not its own
+
+    # best.pt (validated at step 9) averaged with last.pt (the same weights, as a training checkpoint):
+    # --dev re-measures exactly what the trainer measured
+    result = average(run / "best.pt", run / "last.pt", "-o", tmp_path / "same.pt", "--dev", manifest)
+    assert result.returncode == 0, result.stderr
+    same = load_bundle(tmp_path / "same.pt").provenance
+    best = load_bundle(run / "best.pt").provenance
+    assert same["averaged"] == [9, 9] and same["dev_wer"] == best["dev_wer"] and same["dev_cer"] == best["dev_cer"]
+
+
+def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
+    manifest = speech_dir / "manifest.jsonl"
+    small, wide = tmp_path / "small", tmp_path / "wide"
+    assert train.main(tiny_train_overrides(manifest, small, **{"trainer.max_steps": 2, "trainer.val_every": 2})) == 0
+    assert train.main(tiny_train_overrides(manifest, wide, **{"trainer.max_steps": 2, "trainer.val_every": 2,
+                                                              "model.hidden_size": 48})) == 0
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    cases = {
+        (small / "best.pt", wide / "best.pt"): "another features/model config or vocabulary",
+        (small / "best.pt", tmp_path / "missing.pt"): "missing.pt: no such file",
+        (small / "best.pt", tmp_path / "notes.pt"): "notes.pt: not a loadable bundle or checkpoint",
+        (small / "best.pt",): "at least two checkpoints",
+    }
+    for inputs, message in cases.items():
+        result = average(*inputs, "-o", tmp_path / "out.pt")
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.pt").exists()

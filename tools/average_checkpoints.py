@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Average the weights of several checkpoints of one run into one bundle (icefall's --avg, NeMo's checkpoint averaging).
+
+    python tools/average_checkpoints.py exp/medium/snapshots/step-*.pt -o exp/medium/avg.pt \\
+        [--dev data/synthetic/dev.jsonl] [--dev-max 500]
+
+Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes) or training checkpoints
+(last.pt), all with the same features/model config and vocabulary. Floating-point weights are averaged
+in float64 and written as float32; integer buffers are taken from the last input. The output is a bundle
+whose provenance is the last input's (a bundle's) with `averaged` = the inputs' steps; `dev_wer` and
+`dev_cer` are dropped because they described one input, or re-measured on --dev (greedy, as the trainer
+validates), so `python -m asr.transcribe --info` never shows a number that is not the average's.
+
+Averaging the last few snapshots of a run whose learning rate has decayed usually gives a model at least
+as good as the best of them; check it with `python -m asr.evaluate model=AVG ...` before using it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a source checkout
+    sys.path.insert(0, str(ROOT))
+
+from asr.audio import AudioError  # noqa: E402
+from asr.bundle import BundleError, build_recognizer, save_bundle  # noqa: E402
+from asr.config import fail  # noqa: E402
+from asr.data import ManifestError, read_manifest  # noqa: E402
+from asr.text import tokenizer_from_dict  # noqa: E402
+
+DEV_BATCH_SECONDS = 240.0  # padded audio seconds per --dev batch (conf/data's max_batch_seconds)
+
+
+def read_weights(path: Path) -> tuple[dict, dict, dict, dict]:
+    """(config, tokenizer dict, state dict, provenance) of a bundle or a training checkpoint; raises BundleError."""
+    if not path.is_file():
+        raise BundleError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refusals, truncated files, non-zip data
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"{path}: not a loadable bundle or checkpoint ({reason[:200]})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and "format_version" in obj:  # a bundle
+        return obj["config"], obj["tokenizer"], obj["state_dict"], obj.get("provenance", {})
+    if isinstance(obj, dict) and "model" in obj and "checkpoint_version" in obj:  # a training checkpoint (last.pt)
+        return obj["config"], obj["tokenizer"], obj["model"], {"steps": obj["state"]["step"]}
+    raise BundleError(f"{path}: neither a model bundle nor a training checkpoint")
+
+
+def average_state_dicts(states: list[dict], names: list[str]) -> dict:
+    """Mean of floating-point tensors (computed in float64, returned as float32); other tensors from the last state."""
+    keys = list(states[0])
+    for state, name in zip(states[1:], names[1:]):
+        if list(state) != keys or any(state[k].shape != states[0][k].shape for k in keys):
+            raise BundleError(f"{name}: its weights do not match {names[0]}'s (another model?)")
+    averaged = {}
+    for key in keys:
+        if states[-1][key].is_floating_point():
+            averaged[key] = (sum(s[key].double() for s in states) / len(states)).float()
+        else:
+            averaged[key] = states[-1][key].clone()
+    return averaged
+
+
+def measure_dev(recognizer, tokenizer, manifest: str, max_utterances: int | None) -> dict:
+    """Greedy dev WER/CER as the trainer validates, on the manifest's first `max_utterances` utterances whose
+    transcripts fit their frames (the trainer's dev set, unless its duration limits drop some)."""
+    from torch.utils.data import DataLoader
+
+    from asr.data import BucketBatchSampler, SpeechDataset, collate, filter_utterances
+    from asr.train import validate
+
+    dev, _ = filter_utterances(read_manifest(manifest), tokenizer, recognizer.output_frame_rate)
+    if not dev:
+        raise ManifestError(f"{manifest}: no usable utterances")
+    dev = dev[:max_utterances] if max_utterances else dev
+    dataset = SpeechDataset(dev, tokenizer, recognizer.features.sample_rate)
+    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.durations, DEV_BATCH_SECONDS, shuffle=False),
+                        collate_fn=collate, generator=torch.Generator())
+    result = validate(recognizer, loader, dev, tokenizer, torch.device("cpu"), None)
+    return {"dev_manifest": manifest, "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: average the inputs, write the bundle, print what it holds."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="+", type=Path, help="bundles or last.pt checkpoints of one run, oldest first")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the averaged bundle to write")
+    parser.add_argument("--dev", help="manifest to re-measure greedy dev WER/CER on (written into the provenance)")
+    parser.add_argument("--dev-max", type=int, default=500, help="at most this many --dev utterances (0: all)")
+    args = parser.parse_args(argv)
+    if len(args.inputs) < 2:
+        fail("average_checkpoints: give at least two checkpoints to average")
+    try:
+        loaded = [read_weights(p) for p in args.inputs]
+        names = [str(p) for p in args.inputs]
+        config, tokenizer_dict, _, _ = loaded[0]
+        for (cfg, tok, _, _), name in zip(loaded[1:], names[1:]):
+            if cfg != config or tok != tokenizer_dict:
+                raise BundleError(f"{name}: another features/model config or vocabulary than {names[0]}")
+        state = average_state_dicts([w for _, _, w, _ in loaded], names)
+        tokenizer = tokenizer_from_dict(tokenizer_dict)
+        recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
+        recognizer.load_state_dict(state)
+        provenance = {k: v for k, v in loaded[-1][3].items() if k not in ("dev_wer", "dev_cer", "dev_manifest")}
+        provenance["averaged"] = [prov.get("steps") for _, _, _, prov in loaded]
+        if args.dev:
+            provenance.update(measure_dev(recognizer, tokenizer, args.dev, args.dev_max or None))
+    except (BundleError, ManifestError, AudioError) as err:
+        fail(str(err))
+    save_bundle(args.out, recognizer, tokenizer, config, provenance)
+    dev = f"; dev WER {provenance['dev_wer']:.2%} CER {provenance['dev_cer']:.2%}" if "dev_wer" in provenance else ""
+    print(f"averaged {len(args.inputs)} checkpoints (steps {provenance['averaged']}) into {args.out}{dev}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
