@@ -100,17 +100,23 @@ def save_bundle(
         torch.save(obj, tmp)
 
 
+def load_tensors(path: Path, what: str) -> object:
+    """`torch.load(path, weights_only=True)` on the CPU; any failure (a refused pickle, a truncated or non-zip
+    file) is a BundleError `PATH: not a loadable WHAT (reason)`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refusals, truncated files, non-zip data all land here
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"{path}: not a loadable {what} ({reason[:200]})") from None
+
+
 def load_bundle(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Bundle:
     """Load a bundle (default: the bundled model) in eval mode on `device`. Raises BundleError."""
     path = Path(path) if path is not None else BUNDLED_MODEL
     if not path.is_file():
         hint = " (no model is bundled with this install; pass model=path/to/model.pt)" if path == BUNDLED_MODEL else ""
         raise BundleError(f"{path}: no such model bundle{hint}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refusals, truncated files, non-zip data all land here
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BundleError(f"{path}: not a loadable model bundle ({reason[:200]})") from None
+    obj = load_tensors(path, "model bundle")
     if not isinstance(obj, dict) or "format_version" not in obj:
         raise BundleError(f"{path}: not a model bundle (no format_version)")
     if obj["format_version"] > FORMAT_VERSION:

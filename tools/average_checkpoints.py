@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
 """Average the weights of several checkpoints of one run into one bundle (icefall's --avg, NeMo's checkpoint averaging).
 
-    python tools/average_checkpoints.py exp/medium/snapshots/step-*.pt -o exp/medium/avg.pt \\
-        [--dev data/synthetic/dev.jsonl] [--dev-max 500]
+    python tools/average_checkpoints.py $(ls exp/medium/snapshots/step-*.pt | sort -V | tail -n 5) \\
+        -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--dev-max 500]
 
 Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes) or training checkpoints
 (last.pt), all with the same features/model config and vocabulary. Floating-point weights are averaged
 in float64 and written as float32; integer buffers are taken from the last input. The output is a bundle
-whose provenance is the last input's (a bundle's) with `averaged` = the inputs' steps; `dev_wer` and
+whose provenance is the last input's (give them oldest first) with `averaged` = the inputs' steps; `dev_wer` and
 `dev_cer` are dropped because they described one input, or re-measured on --dev (greedy, as the trainer
 validates), so `python -m asr.transcribe --info` never shows a number that is not the average's.
 
-Averaging the last few snapshots of a run whose learning rate has decayed usually gives a model at least
-as good as the best of them; check it with `python -m asr.evaluate model=AVG ...` before using it.
+An average is usually better than each snapshot in it (README, Checkpoint averaging, has measurements), but
+not always: check it with --dev or `python -m asr.evaluate model=AVG ...` before using it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from asr.audio import AudioError  # noqa: E402
-from asr.bundle import BundleError, build_recognizer, save_bundle  # noqa: E402
+from asr.bundle import BundleError, build_recognizer, load_tensors, save_bundle  # noqa: E402
 from asr.config import fail  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.text import tokenizer_from_dict  # noqa: E402
@@ -40,11 +40,7 @@ def read_weights(path: Path) -> tuple[dict, dict, dict, dict]:
     """(config, tokenizer dict, state dict, provenance) of a bundle or a training checkpoint; raises BundleError."""
     if not path.is_file():
         raise BundleError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refusals, truncated files, non-zip data
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BundleError(f"{path}: not a loadable bundle or checkpoint ({reason[:200]})") from None
+    obj = load_tensors(path, "bundle or checkpoint")
     if isinstance(obj, dict) and "state_dict" in obj and "format_version" in obj:  # a bundle
         return obj["config"], obj["tokenizer"], obj["state_dict"], obj.get("provenance", {})
     if isinstance(obj, dict) and "model" in obj and "checkpoint_version" in obj:  # a training checkpoint (last.pt)
