@@ -53,11 +53,14 @@ def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
     assert train.main(tiny_train_overrides(manifest, wide, **{"trainer.max_steps": 2, "trainer.val_every": 2,
                                                               "model.hidden_size": 48})) == 0
     (tmp_path / "notes.pt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     cases = {
         (small / "best.pt", wide / "best.pt"): "another features/model config or vocabulary",
         (small / "best.pt", tmp_path / "missing.pt"): "missing.pt: no such file",
         (small / "best.pt", tmp_path / "notes.pt"): "notes.pt: not a loadable bundle or checkpoint",
+        (small / "best.pt", tmp_path / "other.pt"): "other.pt: neither a model bundle nor a training checkpoint",
         (small / "best.pt",): "at least two checkpoints",
+        (small / "best.pt", small / "last.pt", "--dev", tmp_path / "nodev.jsonl"): "nodev.jsonl",
     }
     for inputs, message in cases.items():
         result = average(*inputs, "-o", tmp_path / "out.pt")

@@ -48,14 +48,11 @@ def read_weights(path: Path) -> tuple[dict, dict, dict, dict]:
     raise BundleError(f"{path}: neither a model bundle nor a training checkpoint")
 
 
-def average_state_dicts(states: list[dict], names: list[str]) -> dict:
-    """Mean of floating-point tensors (computed in float64, returned as float32); other tensors from the last state."""
-    keys = list(states[0])
-    for state, name in zip(states[1:], names[1:]):
-        if list(state) != keys or any(state[k].shape != states[0][k].shape for k in keys):
-            raise BundleError(f"{name}: its weights do not match {names[0]}'s (another model?)")
+def average_state_dicts(states: list[dict]) -> dict:
+    """Mean of floating-point tensors (computed in float64, returned as float32); other tensors from the last state.
+    The states must have one layout (main checks that their configs and vocabularies are equal)."""
     averaged = {}
-    for key in keys:
+    for key in states[0]:
         if states[-1][key].is_floating_point():
             averaged[key] = (sum(s[key].double() for s in states) / len(states)).float()
         else:
@@ -99,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for (cfg, tok, _, _), name in zip(loaded[1:], names[1:]):
             if cfg != config or tok != tokenizer_dict:
                 raise BundleError(f"{name}: another features/model config or vocabulary than {names[0]}")
-        state = average_state_dicts([w for _, _, w, _ in loaded], names)
+        state = average_state_dicts([w for _, _, w, _ in loaded])
         tokenizer = tokenizer_from_dict(tokenizer_dict)
         recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
         recognizer.load_state_dict(state)
