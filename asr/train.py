@@ -150,6 +150,16 @@ def batch_to(batch: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
+def dev_loader(entries: list[Utterance], tokenizer: Tokenizer, sample_rate: int, max_batch_seconds: float,
+               **loader_args) -> DataLoader:
+    """Unshuffled, duration-bucketed batches of dev utterances for `validate`."""
+    dataset = SpeechDataset(entries, tokenizer, sample_rate)
+    # The loader has its own generator: creating an iterator then never draws from the global RNG,
+    # so validation does not perturb dropout/SpecAugment randomness and resume stays exact.
+    return DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.durations, max_batch_seconds, shuffle=False),
+                      generator=torch.Generator(), **loader_args)
+
+
 def validate(recognizer: Recognizer, loader: DataLoader, entries: list[Utterance], tokenizer: Tokenizer,
              device: torch.device, amp: torch.dtype | None) -> dict:
     """Dev loss per token and greedy WER/CER."""
@@ -254,6 +264,8 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"asr.train takes only key=value overrides, got {' '.join(paths)!r}")
     cfg = load_config("train", overrides)
     tr = cfg.trainer
+    if tr.snapshot_every and tr.keep_snapshots < 1:
+        raise UsageError(f"trainer.keep_snapshots must be at least 1 when trainer.snapshot_every is on, got {tr.keep_snapshots}")
     if tr.num_threads:
         torch.set_num_threads(tr.num_threads)
     world = setup_distributed("cuda" if tr.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
@@ -315,11 +327,7 @@ def main(argv: list[str]) -> int:
     loader_args = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": device.type == "cuda",
                    "worker_init_fn": ignore_stop_signals}
     train_loader = DataLoader(train_set, batch_sampler=sampler, generator=torch.Generator().manual_seed(cfg.seed), **loader_args)
-    dev_set = SpeechDataset(dev, tokenizer, recognizer.features.sample_rate)
-    # Each loader has its own generator: creating an iterator then never draws from the global RNG,
-    # so validation does not perturb dropout/SpecAugment randomness and resume stays exact.
-    dev_loader = DataLoader(dev_set, batch_sampler=BucketBatchSampler(dev_set.durations, cfg.data.max_batch_seconds, shuffle=False),
-                            generator=torch.Generator(), **loader_args)
+    dev_batches = dev_loader(dev, tokenizer, recognizer.features.sample_rate, cfg.data.max_batch_seconds, **loader_args)
 
     model = DistributedDataParallel(recognizer, device_ids=[device.index] if device.type == "cuda" else None) if world.world_size > 1 else recognizer
     optimizer = make_optimizer(recognizer, cfg.optim)
@@ -386,7 +394,7 @@ def main(argv: list[str]) -> int:
         """Validate on rank 0, log, keep best.pt; returns True when early stopping says stop."""
         stop = torch.zeros(1)
         if world.main:
-            result = validate(recognizer, dev_loader, dev, tokenizer, device, amp)
+            result = validate(recognizer, dev_batches, dev, tokenizer, device, amp)
             improved = result["dev_wer"] < state.best_wer
             if improved:
                 state.best_wer, state.stale_validations = result["dev_wer"], 0

@@ -61,6 +61,7 @@ def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
         (small / "best.pt", tmp_path / "other.pt"): "other.pt: neither a model bundle nor a training checkpoint",
         (small / "best.pt",): "at least two checkpoints",
         (small / "best.pt", small / "last.pt", "--dev", tmp_path / "nodev.jsonl"): "nodev.jsonl",
+        (small / "best.pt", small / "last.pt", "--dev", manifest, "--data", "nosuch"): "Could not find 'data/nosuch'",
     }
     for inputs, message in cases.items():
         result = average(*inputs, "-o", tmp_path / "out.pt")

@@ -97,6 +97,7 @@ def run_cli(*args, **kwargs):
         (["some/path.wav"], "asr.train takes only key=value overrides"),
         (["trainer.precision=fp16", "trainer.device=cpu"], "trainer.precision=fp16 needs a CUDA device"),
         (["data.speed_factors=[0.9,-1]"], "data.speed_factors must be positive numbers"),
+        (["trainer.snapshot_every=100", "trainer.keep_snapshots=0"], "trainer.keep_snapshots must be at least 1"),
     ],
 )
 def test_bad_configs_give_one_line_errors(tmp_path, args, message):

@@ -2,14 +2,15 @@
 """Average the weights of several checkpoints of one run into one bundle (icefall's --avg, NeMo's checkpoint averaging).
 
     python tools/average_checkpoints.py $(ls exp/medium/snapshots/step-*.pt | sort -V | tail -n 5) \\
-        -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--dev-max 500]
+        -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--data synthetic] [--dev-max 500]
 
 Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes) or training checkpoints
 (last.pt), all with the same features/model config and vocabulary. Floating-point weights are averaged
 in float64 and written as float32; integer buffers are taken from the last input. The output is a bundle
 whose provenance is the last input's (give them oldest first) with `averaged` = the inputs' steps; `dev_wer` and
 `dev_cer` are dropped because they described one input, or re-measured on --dev (greedy, as the trainer
-validates), so `python -m asr.transcribe --info` never shows a number that is not the average's.
+validates, with conf/data/<--data>.yaml's batch size and dev_max_utterances), so
+`python -m asr.transcribe --info` never shows a number that is not the average's.
 
 An average is usually better than each snapshot in it (README, Checkpoint averaging, has measurements), but
 not always: check it with --dev or `python -m asr.evaluate model=AVG ...` before using it.
@@ -29,11 +30,9 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 
 from asr.audio import AudioError  # noqa: E402
 from asr.bundle import BundleError, build_recognizer, load_tensors, save_bundle  # noqa: E402
-from asr.config import fail  # noqa: E402
+from asr.config import UsageError, fail, load_config  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.text import tokenizer_from_dict  # noqa: E402
-
-DEV_BATCH_SECONDS = 240.0  # padded audio seconds per --dev batch (conf/data's max_batch_seconds)
 
 
 def read_weights(path: Path) -> tuple[dict, dict, dict, dict]:
@@ -60,21 +59,17 @@ def average_state_dicts(states: list[dict]) -> dict:
     return averaged
 
 
-def measure_dev(recognizer, tokenizer, manifest: str, max_utterances: int | None) -> dict:
+def measure_dev(recognizer, tokenizer, manifest: str, max_utterances: int | None, max_batch_seconds: float) -> dict:
     """Greedy dev WER/CER as the trainer validates, on the manifest's first `max_utterances` utterances whose
     transcripts fit their frames (the trainer's dev set, unless its duration limits drop some)."""
-    from torch.utils.data import DataLoader
-
-    from asr.data import BucketBatchSampler, SpeechDataset, collate, filter_utterances
-    from asr.train import validate
+    from asr.data import collate, filter_utterances
+    from asr.train import dev_loader, validate
 
     dev, _ = filter_utterances(read_manifest(manifest), tokenizer, recognizer.output_frame_rate)
     if not dev:
         raise ManifestError(f"{manifest}: no usable utterances")
     dev = dev[:max_utterances] if max_utterances else dev
-    dataset = SpeechDataset(dev, tokenizer, recognizer.features.sample_rate)
-    loader = DataLoader(dataset, batch_sampler=BucketBatchSampler(dataset.durations, DEV_BATCH_SECONDS, shuffle=False),
-                        collate_fn=collate, generator=torch.Generator())
+    loader = dev_loader(dev, tokenizer, recognizer.features.sample_rate, max_batch_seconds, collate_fn=collate)
     result = validate(recognizer, loader, dev, tokenizer, torch.device("cpu"), None)
     return {"dev_manifest": manifest, "dev_wer": result["dev_wer"], "dev_cer": result["dev_cer"]}
 
@@ -85,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, help="bundles or last.pt checkpoints of one run, oldest first")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the averaged bundle to write")
     parser.add_argument("--dev", help="manifest to re-measure greedy dev WER/CER on (written into the provenance)")
-    parser.add_argument("--dev-max", type=int, default=500, help="at most this many --dev utterances (0: all)")
+    parser.add_argument("--data", default="synthetic", help="conf/data preset for --dev: batch size, default --dev-max")
+    parser.add_argument("--dev-max", type=int, help="at most this many --dev utterances (0: all; default: the preset's dev_max_utterances)")
     args = parser.parse_args(argv)
     if len(args.inputs) < 2:
         fail("average_checkpoints: give at least two checkpoints to average")
@@ -103,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         provenance = {k: v for k, v in loaded[-1][3].items() if k not in ("dev_wer", "dev_cer", "dev_manifest")}
         provenance["averaged"] = [prov.get("steps") for _, _, _, prov in loaded]
         if args.dev:
-            provenance.update(measure_dev(recognizer, tokenizer, args.dev, args.dev_max or None))
-    except (BundleError, ManifestError, AudioError) as err:
+            data = load_config("train", [f"data={args.data}"]).data
+            dev_max = data.dev_max_utterances if args.dev_max is None else args.dev_max
+            provenance.update(measure_dev(recognizer, tokenizer, args.dev, dev_max or None, data.max_batch_seconds))
+    except (BundleError, ManifestError, AudioError, UsageError) as err:
         fail(str(err))
     save_bundle(args.out, recognizer, tokenizer, config, provenance)
     dev = f"; dev WER {provenance['dev_wer']:.2%} CER {provenance['dev_cer']:.2%}" if "dev_wer" in provenance else ""
