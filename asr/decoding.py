@@ -35,7 +35,7 @@ import torch
 from asr import ASSETS_DIR
 from asr.text import BLANK_ID, CharTokenizer, Tokenizer
 
-INSTALL_HINT = "pip install 'asr[decode]'"
+INSTALL_HINT = "pip install flashlight-text"  # a dependency of asr; missing only from a broken install
 WORD_SEPARATOR = " "          # the character tokenizer's word separator
 FLASHLIGHT_SEPARATOR = "|"    # what flashlight-text calls the word separator ("silence") token
 FLASHLIGHT_BLANK = "<blank>"  # our blank token's name in the flashlight token list
@@ -45,6 +45,7 @@ SENTENCEPIECE_WORD_START = "▁"
 UNK_WORD = "<unk>"
 PAD_SCORE = -1.0e4            # log-prob of impossible tokens on the appended word-boundary frame
 DECODER_NAMES = ("greedy", "beam")
+AUTO = "auto"                 # decoder.name resolved per model by resolve_auto (conf/decoder/auto.yaml)
 GREEDY_KEYS = {"name"}
 BEAM_KEYS = {"name", "beam_size", "beam_size_token", "beam_threshold", "lm", "lexicon", "lm_weight",
              "word_score", "unk_score", "sil_score", "log_add", "nbest"}
@@ -395,6 +396,18 @@ def resolve_bundled(key: str, value: str | os.PathLike | None) -> str | os.PathL
         raise DecoderError(f"decoder.{key}=bundled: {path} is not in this install; pass decoder.lm=PATH "
                            "decoder.lexicon=PATH (tools/build_lm.py), or decoder.lm=null decoder.lexicon=null")
     return path
+
+
+def resolve_auto(cfg: Mapping[str, Any], bundled_model: bool) -> dict[str, Any]:
+    """`decoder=auto` made concrete: beam search with `cfg`'s options for the bundled model (which ships its
+    LM and lexicon) or when `decoder.lm` / `decoder.lexicon` were pointed away from the bundled files; greedy
+    otherwise. Any other decoder config is returned as it is."""
+    cfg = dict(cfg)
+    if cfg.get("name") != AUTO:
+        return cfg
+    if bundled_model or any(cfg.get(key) != BUNDLED for key in ("lm", "lexicon")):
+        return {**cfg, "name": "beam"}
+    return {"name": "greedy"}
 
 
 def build_decoder(

@@ -24,7 +24,7 @@ from asr.audio import AudioError
 from asr.bundle import BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, read_manifest
-from asr.decoding import DecoderError, build_decoder, resolve_bundled
+from asr.decoding import DecoderError, build_decoder, resolve_auto, resolve_bundled
 from asr.files import write_text_atomic
 from asr.metrics import ErrorRates, align, sum_rates, top_errors, utterance_rates
 
@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config("evaluate", overrides, plain_keys=("model",))
     if OmegaConf.is_missing(cfg, "manifest"):
         raise UsageError("no manifest: python -m asr.evaluate manifest=test.jsonl [model=...] [decoder=...] [report_dir=...]")
+    cfg.decoder = resolve_auto(cfg.decoder, bundled_model=cfg.model is None)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)

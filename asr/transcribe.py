@@ -29,7 +29,7 @@ from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.bundle import Bundle, BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import ManifestError, read_manifest
-from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder, resolve_bundled
+from asr.decoding import DecoderError, Hypothesis, WordTiming, build_decoder, resolve_auto, resolve_bundled
 from asr.files import write_text_atomic
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4", ".aiff", ".aif"}
@@ -315,6 +315,7 @@ def main(argv: list[str]) -> int:
     info = "--info" in argv
     paths, overrides = split_args([a for a in argv if a != "--info"])
     cfg = load_config("transcribe", overrides, plain_keys=("model",))
+    cfg.decoder = resolve_auto(cfg.decoder, bundled_model=cfg.model is None)
     if cfg.output.format not in FORMATS:
         raise UsageError(f"output.format must be one of {', '.join(FORMATS)}, got {cfg.output.format!r}")
     if cfg.num_threads:

@@ -260,7 +260,7 @@ def test_beam_errors(tmp_path, monkeypatch):
     monkeypatch.delattr("torchaudio.models.decoder.ctc_decoder", raising=False)
     monkeypatch.delattr("torchaudio.models.decoder._ctc_decoder", raising=False)
     monkeypatch.setitem(sys.modules, "flashlight.lib.text.decoder", None)
-    with pytest.raises(DecoderError, match=r"flashlight-text.*pip install 'asr\[decode\]'"):
+    with pytest.raises(DecoderError, match=r"flashlight-text.*pip install flashlight-text"):
         BeamSearchDecoder(TOK, FRAME)
 
 

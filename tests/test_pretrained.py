@@ -47,12 +47,12 @@ def misses_the_sample(output: str) -> pytest.MarkDecorator:
 
 
 @pytest.mark.parametrize("decoder", [
+    None,
     pytest.param("greedy", marks=misses_the_sample("please call me backwhen you get this massage ab out the meating")),
-    "beam",
 ])
 def test_the_sample_is_transcribed(decoder):
-    """greedy: the README's first command; beam: with the bundled LM and lexicon."""
-    result = run("asr.transcribe", "samples/sample.wav", f"decoder={decoder}")
+    """None: the README's first command (decoder=auto: beam search with the bundled LM and lexicon); greedy: without them."""
+    result = run("asr.transcribe", "samples/sample.wav", *([] if decoder is None else [f"decoder={decoder}"]))
     assert result.returncode == 0, result.stderr
     assert result.stdout == (ROOT / "samples" / "sample.txt").read_text()
 
@@ -68,14 +68,14 @@ def test_the_sample_is_nearly_right(decoder):
 
 
 def test_info_shows_where_the_model_came_from():
-    result = run("asr.transcribe", "--info", "decoder=beam")
+    result = run("asr.transcribe", "--info")
     assert result.returncode == 0, result.stderr
     info = dict(line.split(": ", 1) for line in result.stdout.splitlines())
     corpus = json.loads(info["corpus"])
     assert corpus["recipe"] == "recipes/synthetic" and corpus["seed"] == 0 and corpus["hours"]["train"] >= 20
     assert int(info["steps"]) > 0 and 0 <= float(info["dev_wer"]) < 1 and float(info["train_wall_hours"]) > 0
     assert json.loads(info["lm"])["order"] == 4
-    assert str(ASSETS_DIR / "lm.bin") in info["decoder"]
+    assert info["decoder"].startswith("beam; ") and str(ASSETS_DIR / "lm.bin") in info["decoder"]  # decoder=auto
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,13 @@ def slice_manifests(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("decoder", ["greedy", "beam"])
 @pytest.mark.parametrize("split", ["test", "test_unseen_voice"])
 def test_wer_on_a_fixed_slice(slice_manifests, split, decoder, tmp_path):
-    result = run("asr.evaluate", f"manifest={slice_manifests[split]}", f"decoder={decoder}", f"report_dir={tmp_path}")
+    """beam: evaluate's default (decoder=auto), which for the bundled model is beam search with its LM and lexicon."""
+    chosen = [f"decoder={decoder}"] if decoder == "greedy" else []
+    result = run("asr.evaluate", f"manifest={slice_manifests[split]}", *chosen, f"report_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["model"] == str(ASSETS_DIR / "model.pt") and summary["num_utterances"] == (16 if split == "test" else 8)
-    if decoder == "beam":  # decoder=beam alone uses the bundled LM and lexicon
+    assert summary["decoder"] == decoder
+    if decoder == "beam":
         assert summary["decoder_config"]["lm"] == str(ASSETS_DIR / "lm.bin")
     assert summary["wer"] <= MAX_WER[split, decoder], (summary["wer"], (tmp_path / "report.md").read_text())

@@ -35,6 +35,16 @@ def test_prints_the_transcript(tiny_model, speech_wav):
 def test_info_shows_provenance(tiny_model):
     result = run("--info", f"model={tiny_model}")
     assert result.returncode == 0 and "dev_wer:" in result.stdout and "steps:" in result.stdout
+    assert result.stdout.splitlines()[-1] == "decoder: greedy"  # decoder=auto: the bundled LM is not for a model of your own
+
+
+def test_auto_decoder_searches_with_an_lm_you_name(tiny_model, tiny_lm, speech_wav):
+    lm = [f"decoder.lm={tiny_lm / 'lm.bin'}", f"decoder.lexicon={tiny_lm / 'lexicon.txt'}"]
+    info = run("--info", f"model={tiny_model}", *lm)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.splitlines()[-1].startswith(f"decoder: beam; lm {tiny_lm / 'lm.bin'}, lexicon {tiny_lm / 'lexicon.txt'}")
+    result = run(speech_wav, f"model={tiny_model}", *lm)
+    assert result.returncode == 0 and result.stdout == "the cat sat on the mat\n", result.stderr
 
 
 @pytest.fixture(scope="module")

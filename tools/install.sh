@@ -26,8 +26,8 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = dev ]; then
-  .venv/bin/python -m pip install -q -e ".[dev,decode,synth,augment]"
+  .venv/bin/python -m pip install -q -e ".[dev,synth,augment]"
 else
-  .venv/bin/python -m pip install -q -e ".[decode]"
+  .venv/bin/python -m pip install -q -e .
 fi
 echo "installed into $(pwd)/.venv"

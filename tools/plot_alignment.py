@@ -9,7 +9,7 @@ Options (key=value; the rest of conf/transcribe.yaml applies too, e.g. device=cp
 decoder.lm_weight=1.0):
     out    the PNG to write (default: next to the audio, FILE.alignment.png)
     text   the reference transcript: printed in the title with the utterance's WER and CER
-    model  model bundle (default: the bundled model); decoder= greedy (default) or beam
+    model  model bundle (default: the bundled model); decoder= auto (default: as transcribe), greedy or beam
 
 The posteriogram shows only the tokens whose probability reaches MIN_SHOWN_PROB in some frame (all
 of them for a character model; a readable subset for a BPE one); blank is the bottom row. Words
@@ -28,12 +28,11 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from asr.audio import AudioError, load_audio  # noqa: E402
 from asr.bundle import BundleError, load_bundle  # noqa: E402
 from asr.config import UsageError, load_config, pick_device, run_main, split_args, tool_overrides  # noqa: E402
-from asr.decoding import DecoderError, Hypothesis, build_decoder  # noqa: E402
+from asr.decoding import DecoderError, Hypothesis, build_decoder, resolve_auto  # noqa: E402
 from asr.metrics import error_rates  # noqa: E402
 from asr.plotting import pyplot, save_figure  # noqa: E402
 from asr.text import normalize_text  # noqa: E402
@@ -95,13 +94,14 @@ def main(argv: list[str]) -> int:
     if len(paths) != 1:
         raise UsageError("give one audio file: python tools/plot_alignment.py FILE [out=PNG] [text=REFERENCE] [model=...]")
     cfg = load_config("transcribe", tool_overrides(overrides, {"out": "null", "text": "null"}, {}), plain_keys=("model",))
+    cfg.decoder = resolve_auto(cfg.decoder, bundled_model=cfg.model is None)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     path = Path(paths[0])
     device = pick_device(cfg.device)
     bundle = load_bundle(cfg.model, device)
     recognizer = bundle.recognizer
-    decoder = build_decoder(OmegaConf.to_container(cfg.decoder, resolve=True), bundle.tokenizer, recognizer.frame_seconds)
+    decoder = build_decoder(cfg.decoder, bundle.tokenizer, recognizer.frame_seconds)
     sample_rate = recognizer.features.sample_rate
     wave = load_audio(path, sample_rate)
     if len(wave) > MAX_SECONDS * sample_rate:
