@@ -48,6 +48,8 @@ def test_the_wheel_carries_the_assets_configs_and_license(installed_wheel):
     assert configs and all((installed_wheel / "asr" / "conf" / c).is_file() for c in configs)
     (dist_info,) = installed_wheel.glob("asr-*.dist-info")
     assert "Apache License" in next(dist_info.rglob("LICENSE")).read_text()
+    requires = [line for line in (dist_info / "METADATA").read_text().splitlines() if line.startswith("Requires-Dist:")]
+    assert any(line.startswith("Requires-Dist: flashlight-text") and "extra" not in line for line in requires), requires
 
 
 @pytest.mark.slow
@@ -59,10 +61,10 @@ def test_transcribe_runs_from_the_wheel(installed_wheel, tmp_path):
     where = subprocess.run([sys.executable, "-c", "import asr, asr.config; print(asr.__file__, asr.config.CONF_DIR)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, check=True).stdout.split()
     assert all(Path(p).is_relative_to(installed_wheel) for p in where), where
-    command = [sys.executable, "-m", "asr.transcribe", str(sample), "decoder=beam", "num_threads=1"]
+    command = [sys.executable, "-m", "asr.transcribe", str(sample), "num_threads=1"]  # the README's first command
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    # the wheel's model, LM, lexicon and decoder settings: the same words as the checkout's (tests/test_pretrained.py
+    # the wheel's model, LM, lexicon and decoder settings (decoder=auto: beam search with the LM): the same words as the checkout's (tests/test_pretrained.py
     # holds those to the sample's transcript)
     from_checkout = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=True).stdout
     assert result.stdout == from_checkout and len(result.stdout.split()) >= 10, (result.stdout, from_checkout)
