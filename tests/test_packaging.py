@@ -64,7 +64,7 @@ def test_transcribe_runs_from_the_wheel(installed_wheel, tmp_path):
     command = [sys.executable, "-m", "asr.transcribe", str(sample), "num_threads=1"]  # the README's first command
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    # the wheel's model, LM, lexicon and decoder settings (decoder=auto: beam search with the LM): the same words as the checkout's (tests/test_pretrained.py
-    # holds those to the sample's transcript)
+    # the wheel's model, LM, lexicon and decoder settings (decoder=auto: beam search with the LM): the same words
+    # as the checkout's (tests/test_pretrained.py holds those to the sample's transcript)
     from_checkout = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=True).stdout
     assert result.stdout == from_checkout and len(result.stdout.split()) >= 10, (result.stdout, from_checkout)
