@@ -61,6 +61,42 @@ def test_cli_writes_seeded_copies_and_keeps_finished_ones(speech_dir, tmp_path, 
     assert len(written) == 3 and not written & {str(p) for p in mtimes}
 
 
+def test_exclude_copies_only_recordings_no_earlier_set_copied(speech_dir, tmp_path, capsys):
+    source = speech_dir / "manifest.jsonl"
+    assert perturb_voices.main([str(source), "-o", str(tmp_path / "set1"), "--fraction", "0.5", "--jobs", "1"]) == 0
+    set1 = str(tmp_path / "set1" / "manifest.jsonl")
+    first = {e.extra["vc_source"] for e in read_manifest(set1)}
+    assert perturb_voices.main([str(source), "-o", str(tmp_path / "set2"), "--exclude", set1,
+                                "--fraction", "0.67", "--seed", "1", "--jobs", "1"]) == 0
+    second = read_manifest(tmp_path / "set2" / "manifest.jsonl")
+    assert len(second) == 2 and not first & {e.extra["vc_source"] for e in second}
+    # the draw is the one over a manifest of the remaining entries, so a set made that way is reproduced
+    write_manifest(tmp_path / "rest.jsonl", [e for e in read_manifest(source) if e.audio_filepath not in first])
+    assert perturb_voices.main([str(tmp_path / "rest.jsonl"), "-o", str(tmp_path / "rest"), "--fraction", "0.67",
+                                "--seed", "1", "--jobs", "1"]) == 0
+    names = [sorted(p.name for p in (tmp_path / name / "wav").iterdir()) for name in ("rest", "set2")]
+    assert names[0] == names[1]  # same indices, recordings and factors
+    capsys.readouterr()
+    both = [set1, str(tmp_path / "set2" / "manifest.jsonl")]
+    not_copies = "manifest.jsonl: no entry has a vc_source: not a manifest written by perturb_voices"
+    for exclude, message in [([str(source)], not_copies),
+                             ([str(tmp_path / "none.jsonl")], "none.jsonl: no such manifest file")]:
+        with pytest.raises(SystemExit) as stop:
+            perturb_voices.main([str(source), "-o", str(tmp_path / "x"), "--exclude", *exclude, "--jobs", "1"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 1 and len(lines) == 1 and message in lines[0], lines
+    # a third set over what is left (one recording), then nothing is left
+    assert perturb_voices.main([str(source), "-o", str(tmp_path / "set3"), "--exclude", *both, "--jobs", "1"]) == 0
+    assert len(read_manifest(tmp_path / "set3" / "manifest.jsonl")) == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        perturb_voices.main([str(source), "-o", str(tmp_path / "x"), "--jobs", "1", "--exclude", *both,
+                             str(tmp_path / "set3" / "manifest.jsonl")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 1 and len(lines) == 1 and "every entry was already copied by" in lines[0], lines
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_inputs_are_one_line_errors_and_bad_files_are_skipped(speech_dir, tmp_path, capsys):
     entries = read_manifest(speech_dir / "manifest.jsonl")[:2]
     broken = tmp_path / "broken.wav"

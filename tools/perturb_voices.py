@@ -2,7 +2,8 @@
 """Speaker augmentation: new voices from a manifest's recordings, by WORLD vocoder resynthesis.
 
     python tools/perturb_voices.py data/synthetic/train.jsonl -o data/synthetic/train_vc \\
-        [--fraction 0.4] [--seed 0] [--jobs 2] [--f0-range 0.7 1.8] [--formant-range 0.9 1.2]
+        [--fraction 0.4] [--seed 0] [--jobs 2] [--f0-range 0.7 1.8] [--formant-range 0.9 1.2] \\
+        [--exclude data/synthetic/train_vc1/manifest.jsonl ...]
 
 A corpus with few speakers teaches a model those speakers. For a random `--fraction` of the entries this
 analyses each recording with the WORLD vocoder (pyworld: F0, spectral envelope, aperiodicity), scales
@@ -17,7 +18,10 @@ to OUT), each entry the source's with `voice` "<voice>+vc", `vc_source`, `vc_f0`
 added. Train on both:
 `data.train_manifest=[data/synthetic/train.jsonl,data/synthetic/train_vc/manifest.jsonl]`.
 Draws are seeded per entry, and recordings already written are kept, so a stopped run picks up
-where it was and gives the same files. Needs `pip install pyworld` (the `augment` extra).
+where it was and gives the same files. `--exclude` takes earlier sets' manifests and drops the entries
+they copied (their `vc_source`) before the draw, so a further set copies only recordings no set has; the
+draw is then over the remaining entries, as if they had been written to a manifest of their own.
+Needs `pip install pyworld` (the `augment` extra).
 """
 
 from __future__ import annotations
@@ -111,12 +115,30 @@ def plan(entries: list[Utterance], out_dir: Path, fraction: float, seed: int,
     return work
 
 
+def copied_sources(manifests: list[Path]) -> set[str]:
+    """The source recordings (`vc_source`) that earlier sets, given by their manifests, copied."""
+    sources = set()
+    for manifest in manifests:
+        found = {e.extra["vc_source"] for e in read_manifest(manifest) if "vc_source" in e.extra}
+        if not found:
+            raise ManifestError(f"{manifest}: no entry has a vc_source: not a manifest written by perturb_voices")
+        sources |= found
+    return sources
+
+
 def run(manifest: Path, out_dir: Path, fraction: float, seed: int, jobs: int,
-        f0_range: tuple[float, float], formant_range: tuple[float, float]) -> tuple[list[Utterance], list[str]]:
+        f0_range: tuple[float, float], formant_range: tuple[float, float],
+        exclude: list[Path] | None = None) -> tuple[list[Utterance], list[str]]:
     """Make the perturbed recordings; returns their manifest entries and the skipped files' reasons."""
     from tqdm import tqdm
 
-    work = plan(read_manifest(manifest), out_dir, fraction, seed, f0_range, formant_range)
+    entries = read_manifest(manifest)
+    if exclude:
+        copied = copied_sources(exclude)
+        entries = [e for e in entries if e.audio_filepath not in copied]
+        if not entries:
+            raise ManifestError(f"{manifest}: every entry was already copied by {' '.join(map(str, exclude))}")
+    work = plan(entries, out_dir, fraction, seed, f0_range, formant_range)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
         results = list(tqdm(pool.map(perturb_entry, work, chunksize=8), total=len(work), unit="utt", file=sys.stderr))
     entries = [r for r in results if isinstance(r, Utterance)]
@@ -148,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--f0-range", type=float, nargs=2, default=F0_RANGE, metavar=("LOW", "HIGH"))
     parser.add_argument("--formant-range", type=float, nargs=2, default=FORMANT_RANGE, metavar=("LOW", "HIGH"))
+    parser.add_argument("--exclude", type=Path, nargs="+", default=[], metavar="MANIFEST",
+                        help="earlier sets' manifests: the entries they copied get no copy here")
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         fail(f"--fraction must be in (0, 1], got {args.fraction}")
@@ -157,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         fail("pyworld is not installed: pip install pyworld (or the project's `augment` extra)")
     try:
-        entries, skipped = run(args.manifest, args.out, args.fraction, args.seed, max(1, args.jobs), f0_range, formant_range)
+        entries, skipped = run(args.manifest, args.out, args.fraction, args.seed, max(1, args.jobs), f0_range, formant_range,
+                               args.exclude)
     except ManifestError as err:
         fail(str(err))
     write_tool_manifest(args.out / "manifest.jsonl", entries, skipped, args.manifest, MAX_SKIPPED_SHOWN)
