@@ -3,7 +3,7 @@
 
     python tools/perturb_voices.py data/synthetic/train.jsonl -o data/synthetic/train_vc \\
         [--fraction 0.4] [--seed 0] [--jobs 2] [--f0-range 0.7 1.8] [--formant-range 0.9 1.2] \\
-        [--exclude data/synthetic/train_vc1/manifest.jsonl ...]
+        [--exclude EARLIER_SET/manifest.jsonl ...]
 
 A corpus with few speakers teaches a model those speakers. For a random `--fraction` of the entries this
 analyses each recording with the WORLD vocoder (pyworld: F0, spectral envelope, aperiodicity), scales
@@ -20,7 +20,8 @@ added. Train on both:
 Draws are seeded per entry, and recordings already written are kept, so a stopped run picks up
 where it was and gives the same files. `--exclude` takes earlier sets' manifests and drops the entries
 they copied (their `vc_source`) before the draw, so a further set copies only recordings no set has; the
-draw is then over the remaining entries, as if they had been written to a manifest of their own.
+draw is then over the remaining entries, as if they had been written to a manifest of their own
+(`-o data/synthetic/train_vc2 --exclude data/synthetic/train_vc/manifest.jsonl`).
 Needs `pip install pyworld` (the `augment` extra).
 """
 
