@@ -14,6 +14,10 @@ import torchaudio
 import torchaudio.functional as AF
 
 NORMALIZE_MODES = ("utterance", "global", "none")
+# Keys of conf/features/ that change only training (augmentation): a fine-tuning run (init_from) may set them
+# differently from the bundle it starts from, since the model computes the same features at inference.
+TRAINING_ONLY_KEYS = ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_mask_ratio",
+                      "vtlp_max_warp", "vtlp_boundary_hz")
 
 
 class FeatureExtractor(nn.Module):
@@ -30,6 +34,10 @@ class FeatureExtractor(nn.Module):
         freq_masks, freq_mask_width: SpecAugment frequency masks and their maximum width in bands.
         time_masks, time_mask_width, time_mask_ratio: SpecAugment time masks, maximum width in frames,
             and maximum fraction of the batch's frames one mask may cover.
+        vtlp_max_warp, vtlp_boundary_hz: vocal tract length perturbation (Jaitly & Hinton 2013) while
+            training: each utterance's frequency axis is scaled by a factor drawn uniformly from
+            [1 - vtlp_max_warp, 1 + vtlp_max_warp] up to the boundary, then linearly so that Nyquist stays
+            in place (0: off).
     """
 
     def __init__(
@@ -46,6 +54,8 @@ class FeatureExtractor(nn.Module):
         time_masks: int = 0,
         time_mask_width: int = 0,
         time_mask_ratio: float = 0.05,
+        vtlp_max_warp: float = 0.0,
+        vtlp_boundary_hz: float = 4800.0,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZE_MODES:
@@ -60,10 +70,20 @@ class FeatureExtractor(nn.Module):
         self.normalize = normalize
         self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
         self.time_masks, self.time_mask_width, self.time_mask_ratio = time_masks, time_mask_width, time_mask_ratio
+        if not 0.0 <= vtlp_max_warp < 1.0:
+            raise ValueError(f"features.vtlp_max_warp must be in [0, 1), got {vtlp_max_warp}")
+        if not 0.0 < vtlp_boundary_hz < sample_rate / 2:
+            raise ValueError(f"features.vtlp_boundary_hz must be between 0 and {sample_rate / 2:g} Hz, got {vtlp_boundary_hz}")
+        self.vtlp_max_warp, self.vtlp_boundary_hz = vtlp_max_warp, vtlp_boundary_hz
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, win_length=self.win_length, hop_length=self.hop_length,
             n_mels=n_mels, center=True, pad_mode="reflect", power=2.0, norm="slaney", mel_scale="slaney",
         )
+        if vtlp_max_warp:  # the filters' edge frequencies, for evaluating them at warped ones (not saved in bundles)
+            import librosa  # the same Slaney mel scale as torchaudio's (tests/test_features.py)
+
+            edges = librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sample_rate / 2, htk=False)
+            self.register_buffer("vtlp_edges_hz", torch.tensor(edges, dtype=torch.float32), persistent=False)
         self.register_buffer("global_mean", torch.zeros(n_mels))
         self.register_buffer("global_std", torch.ones(n_mels))
 
@@ -76,14 +96,49 @@ class FeatureExtractor(nn.Module):
         """Frames produced for waveforms of `num_samples` samples (centred STFT)."""
         return torch.div(num_samples, self.hop_length, rounding_mode="floor") + 1
 
-    def log_mel(self, waves: torch.Tensor) -> torch.Tensor:
-        """Un-normalized log-mel of a (B, S) batch → (B, T, n_mels), always computed in float32."""
+    def log_mel(self, waves: torch.Tensor, warps: torch.Tensor | None = None) -> torch.Tensor:
+        """Un-normalized log-mel of a (B, S) batch → (B, T, n_mels), always computed in float32.
+
+        `warps`: one VTLP frequency-warp factor per utterance (B,), or None for the plain filterbank.
+        """
         with torch.autocast(device_type=waves.device.type, enabled=False):
-            return torch.log(self.mel(waves.float()) + self.log_offset).transpose(1, 2)
+            if warps is None:
+                mel = self.mel(waves.float())
+            else:
+                power = self.mel.spectrogram(waves.float())  # (B, n_fft/2 + 1, T)
+                mel = torch.bmm(self.warped_filterbanks(warps).transpose(1, 2), power)
+            return torch.log(mel + self.log_offset).transpose(1, 2)
+
+    def warp_frequencies(self, freqs: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
+        """VTLP's piecewise-linear warp of `freqs` (Hz, (F,)) by each factor of `warps` (B,) → (B, F).
+
+        f → α·f below f₀ = boundary·min(α, 1)/α, then the straight line from (f₀, α·f₀) to (Nyquist, Nyquist).
+        """
+        nyquist = self.sample_rate / 2
+        alpha = warps[:, None]
+        knee = self.vtlp_boundary_hz * alpha.clamp(max=1.0) / alpha
+        upper = nyquist - (nyquist - alpha * knee) / (nyquist - knee) * (nyquist - freqs)
+        return torch.where(freqs <= knee, alpha * freqs, upper)
+
+    def warped_filterbanks(self, warps: torch.Tensor) -> torch.Tensor:
+        """(B, n_fft/2 + 1, n_mels) Slaney-normalized triangular mel filters evaluated at each FFT bin's warped
+        frequency: a spectrum seen through one is that of a speaker whose formants sit `warps` times higher."""
+        edges = self.vtlp_edges_hz
+        bins = torch.linspace(0, self.sample_rate / 2, self.mel.mel_scale.fb.shape[0], device=edges.device)
+        f = self.warp_frequencies(bins, warps.float().to(edges.device)).unsqueeze(-1)  # (B, F, 1)
+        low, centre, high = edges[:-2], edges[1:-1], edges[2:]
+        rising, falling = (f - low) / (centre - low), (high - f) / (high - centre)
+        return torch.minimum(rising, falling).clamp(min=0) * (2.0 / (high - low))
+
+    def draw_warps(self, batch_size: int, device: torch.device) -> torch.Tensor | None:
+        """One VTLP factor per utterance, uniform in [1 - vtlp_max_warp, 1 + vtlp_max_warp]; None when off."""
+        if not self.vtlp_max_warp:
+            return None
+        return 1 + self.vtlp_max_warp * (2 * torch.rand(batch_size) - 1).to(device)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) padded waveforms and their lengths in samples → (B, T, n_mels) features and frame counts."""
-        feats = self.log_mel(waves)
+        feats = self.log_mel(waves, self.draw_warps(waves.shape[0], waves.device) if self.training else None)
         frame_lengths = self.output_lengths(lengths).clamp(max=feats.shape[1])
         mask = (torch.arange(feats.shape[1], device=feats.device)[None, :] < frame_lengths[:, None]).unsqueeze(-1)
         if self.normalize == "utterance":

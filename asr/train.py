@@ -41,6 +41,7 @@ from asr.data import (
     BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
 )
 from asr.decoding import GreedyDecoder
+from asr.features import TRAINING_ONLY_KEYS
 from asr.files import atomic_path, write_text_atomic
 from asr.metrics import error_rates
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer_from_dict
@@ -232,6 +233,12 @@ def model_config(cfg: DictConfig) -> dict:
     return {"features": OmegaConf.to_container(cfg.features, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True)}
 
 
+def inference_config(config: dict) -> dict:
+    """A features/model config without its training-only (augmentation) keys: what must match for init_from."""
+    features = {k: v for k, v in config["features"].items() if k not in TRAINING_ONLY_KEYS}
+    return {**config, "features": features}
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """DataLoader worker_init_fn: Ctrl-C or a SIGTERM sent to the whole process group (a terminal,
     Slurm's scancel) must not kill the workers mid-epoch; the main process stops them after saving."""
@@ -292,12 +299,18 @@ def main(argv: list[str]) -> int:
     config = model_config(cfg)
     if checkpoint and checkpoint["config"] != config:
         raise UsageError(f"{last_path} was trained with another features/model config; resume with the same one")
-    if init and init.config != config:
-        raise UsageError(f"{init.path}: init_from needs this run's features/model config to be the bundle's; "
-                         f"they differ in {', '.join(config_differences(init.config, config))}")
-    recognizer = init.recognizer if init else build_recognizer(config["features"], config["model"], len(tokenizer))
-    # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt
-    if init:  # the bundled model by its path in the package, not this machine's absolute one
+    if init and (differences := config_differences(inference_config(init.config), inference_config(config))):
+        raise UsageError(f"{init.path}: init_from needs this run's features/model config to be the bundle's "
+                         f"(augmentation aside); they differ in {', '.join(differences)}")
+    try:
+        recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
+    except ValueError as err:  # a bad features/model option, e.g. model.rnn_type=foo
+        raise UsageError(str(err)) from None
+    if init:  # the bundle's weights and CMVN, this run's augmentation settings
+        recognizer.load_state_dict(init.recognizer.state_dict())
+    # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt;
+    # the bundled model by its path in the package, not this machine's absolute one
+    if init:
         start = init.path.relative_to(ASSETS_DIR.parent.parent) if cfg.init_from == "bundled" else init.path
         lineage = {"bundle": str(start), **init.provenance}
     else:
@@ -315,7 +328,7 @@ def main(argv: list[str]) -> int:
         hours = sum(e.duration for e in train) / 3600
         if init:
             print(f"initialized from {init.path} ({init.provenance.get('steps', '?')} steps): weights, tokenizer, "
-                  f"features/model config", file=sys.stderr)
+                  f"features/model config (augmentation: this run's)", file=sys.stderr)
         print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters; train {len(train)} utterances "
               f"({hours:.2f} h), dev {len(dev)}; device {device}, precision {amp or torch.float32}, world {world.world_size}",
               file=sys.stderr)

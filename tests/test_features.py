@@ -1,3 +1,5 @@
+import math
+
 import librosa
 import numpy as np
 import torch
@@ -64,6 +66,35 @@ def test_spec_augment_only_in_training(speech_wav):
     assert not torch.equal(a, c)
     masked = c == 0
     assert masked.any() and (c[~masked] == a[~masked]).all()  # only masking, no other change
+
+
+def tone(hz: float, seconds: float = 0.5) -> torch.Tensor:
+    return 0.5 * torch.sin(2 * math.pi * hz * torch.arange(int(16000 * seconds)) / 16000)[None]
+
+
+def test_vtlp_reads_the_spectrum_as_a_speaker_with_scaled_formants():
+    """Through a filterbank warped by α, a tone at f looks like a plain tone at α·f below the boundary, and at the
+    point of the line from (boundary·min(α, 1), same) to Nyquist above it; α = 1 is the plain front end."""
+    fe = FeatureExtractor(vtlp_max_warp=0.2, vtlp_boundary_hz=4800.0)
+    peak = lambda wave, warp=None: int(fe.log_mel(wave, warp)[0].mean(0).argmax())
+    # (tone Hz, α, where the warped filterbank sees it): above the knee, 8000 - (8000 - 4800) / (8000 - 4000) * 2000
+    # for α = 1.2 (knee 4800 / 1.2) and 8000 - (8000 - 3840) / (8000 - 4800) * 2000 for α = 0.8 (knee 4800)
+    for hz, warp, seen_as in [(1000, 1.1, 1100), (1000, 0.9, 900), (2500, 1.15, 2875), (6000, 1.2, 6400), (6000, 0.8, 5400)]:
+        assert peak(tone(hz), torch.tensor([warp])) == peak(tone(seen_as)) != peak(tone(hz)), (hz, warp)
+    speech = tone(300) + tone(1700) + tone(5200)
+    assert torch.allclose(fe.log_mel(speech, torch.tensor([1.0])), fe.log_mel(speech), atol=1e-3)
+
+
+def test_vtlp_only_in_training_and_per_utterance(speech_wav):
+    wav = load_audio(speech_wav)[None]
+    batch, lengths = wav.repeat(2, 1), torch.tensor([wav.shape[1]] * 2)
+    fe = FeatureExtractor(vtlp_max_warp=0.1).eval()
+    assert torch.equal(fe(batch, lengths)[0], FeatureExtractor().eval()(batch, lengths)[0])  # inference: no warp
+    fe.train()
+    torch.manual_seed(0)
+    feats, _ = fe(batch, lengths)
+    assert not torch.allclose(feats[0], feats[1], atol=1e-2)  # one factor per utterance, not per batch
+    assert FeatureExtractor(vtlp_max_warp=0.1).state_dict().keys() == FeatureExtractor().state_dict().keys()
 
 
 def test_cli_prints_shape_and_writes_a_plot(speech_wav, tmp_path):

@@ -37,10 +37,12 @@ def test_tiny_model_overfits_a_handful_of_utterances(trained_run):
 
 
 def test_resume_is_exact(speech_dir, tmp_path):
-    """2N steps straight == N steps, stop, resume, N more (same seed): identical weights, on the CPU and on CUDA
-    (where the recurrent dropout must not be cuDNN's: its random state is not in the checkpoint)."""
+    """2N steps straight == N steps, stop, resume, N more (same seed, every random augmentation on): identical
+    weights, on the CPU and on CUDA (where the recurrent dropout must not be cuDNN's: its random state is not in
+    the checkpoint)."""
     common = {"optim.min_lr_ratio": 1.0, "trainer.save_every": 6, "data.max_batch_seconds": 5,
-              "features.freq_masks": 2, "features.freq_mask_width": 10, "model.dropout": 0.2,  # RNG in use
+              "features.freq_masks": 2, "features.freq_mask_width": 10, "features.vtlp_max_warp": 0.1,
+              "model.dropout": 0.2,  # RNG in use
               "data.speed_factors": "[0.9,1.0,1.1]"}
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train.main(overrides(speech_dir, straight, **common, **{"trainer.max_steps": 12})) == 0
@@ -227,12 +229,22 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
 
 
 def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_dir, tmp_path):
-    """init_from=bundled: the lineage names asr/assets/model.pt, not the absolute path of the machine that trained."""
+    """init_from=bundled: the lineage names asr/assets/model.pt, not the absolute path of the machine that trained.
+    Augmentation (VTLP, SpecAugment) may differ from the bundle's: the new bundle records this run's."""
     args = [a for a in overrides(speech_dir, tmp_path / "ft", init_from="bundled", **{"trainer.max_steps": 1, "trainer.val_every": 1})
             if not a.startswith(("features.", "model="))]  # conf/train.yaml's defaults are the bundled model's
-    assert train.main(args) == 0
-    start = load_bundle(tmp_path / "ft" / "best.pt").provenance["init_from"]
+    assert train.main(args + ["features.vtlp_max_warp=0.1", "features.freq_masks=1"]) == 0
+    tuned = load_bundle(tmp_path / "ft" / "best.pt")
+    start = tuned.provenance["init_from"]
     assert start["bundle"] == "asr/assets/model.pt" and start["steps"] == load_bundle().provenance["steps"]
+    assert tuned.config["features"]["vtlp_max_warp"] == 0.1 and tuned.config["features"]["freq_masks"] == 1
+
+
+def test_bad_model_options_are_one_line_errors(speech_dir, tmp_path):
+    for key, value, message in [("features.vtlp_max_warp", 1.5, "features.vtlp_max_warp must be in [0, 1), got 1.5"),
+                                ("model.rnn_type", "foo", "model.rnn_type must be one of")]:
+        result = run_cli(*overrides(speech_dir, tmp_path / key, **{key: value}))
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_fine_tuning_needs_the_bundles_architecture(speech_dir, trained_run, tmp_path):
