@@ -79,11 +79,12 @@ class FeatureExtractor(nn.Module):
             sample_rate=sample_rate, n_fft=n_fft, win_length=self.win_length, hop_length=self.hop_length,
             n_mels=n_mels, center=True, pad_mode="reflect", power=2.0, norm="slaney", mel_scale="slaney",
         )
-        if vtlp_max_warp:  # the filters' edge frequencies, for evaluating them at warped ones (not saved in bundles)
+        if vtlp_max_warp:  # FFT bin and mel filter edge frequencies, for filters at warped ones (not saved in bundles)
             import librosa  # the same Slaney mel scale as torchaudio's (tests/test_features.py)
 
             edges = librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sample_rate / 2, htk=False)
             self.register_buffer("vtlp_edges_hz", torch.tensor(edges, dtype=torch.float32), persistent=False)
+            self.register_buffer("vtlp_bins_hz", torch.linspace(0, sample_rate / 2, n_fft // 2 + 1), persistent=False)
         self.register_buffer("global_mean", torch.zeros(n_mels))
         self.register_buffer("global_std", torch.ones(n_mels))
 
@@ -124,8 +125,7 @@ class FeatureExtractor(nn.Module):
         """(B, n_fft/2 + 1, n_mels) Slaney-normalized triangular mel filters evaluated at each FFT bin's warped
         frequency: a spectrum seen through one is that of a speaker whose formants sit `warps` times higher."""
         edges = self.vtlp_edges_hz
-        bins = torch.linspace(0, self.sample_rate / 2, self.mel.mel_scale.fb.shape[0], device=edges.device)
-        f = self.warp_frequencies(bins, warps.float().to(edges.device)).unsqueeze(-1)  # (B, F, 1)
+        f = self.warp_frequencies(self.vtlp_bins_hz, warps.float().to(edges.device)).unsqueeze(-1)  # (B, F, 1)
         low, centre, high = edges[:-2], edges[1:-1], edges[2:]
         rising, falling = (f - low) / (centre - low), (high - f) / (high - centre)
         return torch.minimum(rising, falling).clamp(min=0) * (2.0 / (high - low))

@@ -306,11 +306,10 @@ def main(argv: list[str]) -> int:
         recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
     except ValueError as err:  # a bad features/model option, e.g. model.rnn_type=foo
         raise UsageError(str(err)) from None
-    if init:  # the bundle's weights and CMVN, this run's augmentation settings
-        recognizer.load_state_dict(init.recognizer.state_dict())
     # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt;
     # the bundled model by its path in the package, not this machine's absolute one
-    if init:
+    if init:  # the bundle's weights and CMVN, this run's augmentation settings
+        recognizer.load_state_dict(init.recognizer.state_dict())
         start = init.path.relative_to(ASSETS_DIR.parent.parent) if cfg.init_from == "bundled" else init.path
         lineage = {"bundle": str(start), **init.provenance}
     else:

@@ -242,6 +242,7 @@ def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_di
 
 def test_bad_model_options_are_one_line_errors(speech_dir, tmp_path):
     for key, value, message in [("features.vtlp_max_warp", 1.5, "features.vtlp_max_warp must be in [0, 1), got 1.5"),
+                                ("features.vtlp_boundary_hz", 9000, "features.vtlp_boundary_hz must be between 0 and 8000 Hz"),
                                 ("model.rnn_type", "foo", "model.rnn_type must be one of")]:
         result = run_cli(*overrides(speech_dir, tmp_path / key, **{key: value}))
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
