@@ -324,7 +324,8 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     data, exp = tmp_path / "data", tmp_path / "exp"
     train_args = "trainer.log_every=1 trainer.progress=false trainer.num_threads=1 data.num_workers=0"
     cmd = ["bash", str(RECIPE / "run.sh"), "--hours", "0.1", "--jobs", "1", "--data-dir", str(data),
-           "--exp-dir", str(exp), "--model", "tiny", "--steps", "6", "--val-every", "3", "--train-args", train_args]
+           "--exp-dir", str(exp), "--model", "tiny", "--steps", "6", "--val-every", "3", "--lm-weights", "1,2",
+           "--word-scores", "-1,1", "--train-args", train_args]  # a 2 x 2 grid: beam search is slow on an untrained model
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # run.sh calls `python`: this one
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
                           timeout=900)
@@ -346,7 +347,9 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
         str(m) for m in (data / "train.jsonl", data / "train_vc" / "manifest.jsonl", data / "train_vc2" / "manifest.jsonl"))
     assert bundle.provenance["corpus"]["recipe"] == "recipes/synthetic" and bundle.provenance["corpus"]["seed"] == 0
     assert bundle.provenance["lm"]["order"] == 4 and (exp / "bundle" / "lexicon.txt").is_file()
-    tuned = json.loads((exp / "tune_lm.json").read_text())["best"]  # stages 4 and 6 write into the run's folder
+    tuning = json.loads((exp / "tune_lm.json").read_text())  # stages 4 and 6 write into the run's folder
+    assert sorted((g["lm_weight"], g["word_score"]) for g in tuning["grid"]) == [(1, -1), (1, 1), (2, -1), (2, 1)]
+    tuned = tuning["best"]
     for split in ("test", "test_unseen_voice"):
         count = len(read_manifest(data / f"{split}.jsonl"))
         for decoder in ("greedy", "beam"):
@@ -362,7 +365,8 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     exp2 = tmp_path / "exp2"
     cmd2 = ["bash", str(RECIPE / "run.sh"), "--stage", "3", "--stop-stage", "5", "--data-dir", str(data),
             "--exp-dir", str(exp2), "--lm-dir", str(exp / "lm"), "--vc2-fraction", "0", "--model", "tiny",
-            "--steps", "4", "--val-every", "2", "--avg", "2", "--snapshot-every", "1",
+            "--steps", "4", "--val-every", "2", "--avg", "2", "--snapshot-every", "1", "--lm-weights", "2",
+            "--word-scores", "0",
             "--train-args", f"{train_args} init_from={exp / 'best.pt'}"]
     proc = subprocess.run(cmd2, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
                           timeout=600)

@@ -28,6 +28,8 @@ avg=0                               # >0: stages 4-5 use the average of the run'
 snapshot_every=100                  # trainer.snapshot_every when --avg > 0: steps between the snapshots averaged
 vc_fraction=0.4                     # stage 2: share of the training utterances that get a copy in set 1 (0: no set 1)
 vc2_fraction=1.0                    # stage 2: share that get a copy in set 2, other voices (seed + 1; 0: no set 2)
+lm_weights=1,1.5,2,2.5,3            # stage 4: the lm_weight values tried on dev (tools/tune_lm.py lm_weights)
+word_scores=-2,-1,0,1,2             # stage 4: the word_score values tried with each (tools/tune_lm.py word_scores)
 lm_dir=""                           # stage 1 output, read by stages 4 and 5 (default $exp_dir/lm)
 bundle_dir=""                       # stage 5 output (default $exp_dir/bundle; asr/assets ships it)
 train_args=""                       # more `python -m asr.train` overrides, e.g. "trainer.num_threads=2 data.num_workers=8"
@@ -48,10 +50,12 @@ while [ $# -gt 0 ]; do
     --snapshot-every) snapshot_every=$2; shift 2 ;;
     --vc-fraction) vc_fraction=$2; shift 2 ;;
     --vc2-fraction) vc2_fraction=$2; shift 2 ;;
+    --lm-weights) lm_weights=$2; shift 2 ;;
+    --word-scores) word_scores=$2; shift 2 ;;
     --lm-dir) lm_dir=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --avg --snapshot-every --vc-fraction --vc2-fraction --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --avg --snapshot-every --vc-fraction --vc2-fraction --lm-weights --word-scores --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
@@ -99,9 +103,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: tune lm_weight and word_score on dev"
+  log "stage 4: tune lm_weight [$lm_weights] and word_score [$word_scores] on dev"
   python tools/tune_lm.py manifest=$data_dir/dev.jsonl model=$model_file lm=$lm_dir/lm.bin \
-    lexicon=$lm_dir/lexicon.txt "lm_weights=[1,1.5,2,2.5,3]" "word_scores=[-2,-1,0,1,2]" max_utterances=500 \
+    lexicon=$lm_dir/lexicon.txt "lm_weights=[$lm_weights]" "word_scores=[$word_scores]" max_utterances=500 \
     out=$exp_dir/tune_lm.json
 fi
 
