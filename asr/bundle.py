@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from asr import ASSETS_DIR
-from asr.features import FeatureExtractor
+from asr.features import TRAINING_ONLY_KEYS, FeatureExtractor
 from asr.files import atomic_path
 from asr.model import AcousticModel
 from asr.text import Tokenizer, tokenizer_from_dict
@@ -54,6 +54,13 @@ class Recognizer(nn.Module):
         """(B, S) waveforms and sample counts → (B, T, V) logits and output lengths."""
         feats, feat_lengths = self.features(waves, lengths)
         return self.model(feats, feat_lengths)
+
+
+def inference_config(config: dict) -> dict:
+    """A bundle's features/model config without its training-only (augmentation) keys: the part that decides
+    what the weights mean, which must match to fine-tune from a bundle or to average checkpoints."""
+    features = {k: v for k, v in config["features"].items() if k not in TRAINING_ONLY_KEYS}
+    return {**config, "features": features}
 
 
 def build_recognizer(features_cfg: dict, model_cfg: dict, vocab_size: int) -> Recognizer:

@@ -35,13 +35,12 @@ from tqdm import tqdm
 import asr
 from asr import ASSETS_DIR
 from asr.audio import AudioError
-from asr.bundle import BundleError, Recognizer, build_recognizer, load_bundle, save_bundle
+from asr.bundle import BundleError, Recognizer, build_recognizer, inference_config, load_bundle, save_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import (
     BucketBatchSampler, ManifestError, SpeechDataset, Utterance, collate, filter_utterances, read_manifest,
 )
 from asr.decoding import GreedyDecoder
-from asr.features import TRAINING_ONLY_KEYS
 from asr.files import atomic_path, write_text_atomic
 from asr.metrics import error_rates
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer_from_dict
@@ -231,12 +230,6 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 def model_config(cfg: DictConfig) -> dict:
     """The resolved features/model config that a bundle and last.pt record."""
     return {"features": OmegaConf.to_container(cfg.features, resolve=True), "model": OmegaConf.to_container(cfg.model, resolve=True)}
-
-
-def inference_config(config: dict) -> dict:
-    """A features/model config without its training-only (augmentation) keys: what must match for init_from."""
-    features = {k: v for k, v in config["features"].items() if k not in TRAINING_ONLY_KEYS}
-    return {**config, "features": features}
 
 
 def ignore_stop_signals(worker_id: int) -> None:

@@ -46,6 +46,26 @@ def test_snapshots_average_into_a_bundle_with_the_mean_weights(speech_dir, tmp_p
     assert same["averaged"] == [9, 9] and same["dev_wer"] == best["dev_wer"] and same["dev_cer"] == best["dev_cer"]
 
 
+def test_fine_tunings_with_other_augmentation_average(speech_dir, tmp_path):
+    """A model soup: the run's best.pt and a fine-tuning of it with VTLP and no SpecAugment differ only in
+    training-only keys, so they average; the result records the last input's settings."""
+    manifest = speech_dir / "manifest.jsonl"
+    run, tuned = tmp_path / "run", tmp_path / "tuned"
+    assert train.main(tiny_train_overrides(manifest, run, **{"trainer.max_steps": 2, "trainer.val_every": 2})) == 0
+    assert train.main(tiny_train_overrides(manifest, tuned, **{
+        "trainer.max_steps": 2, "trainer.val_every": 2, "init_from": run / "best.pt",
+        "features.vtlp_max_warp": 0.1, "features.freq_masks": 0, "features.time_masks": 0})) == 0
+    result = average(run / "best.pt", tuned / "best.pt", "-o", tmp_path / "soup.pt")
+    assert result.returncode == 0, result.stderr
+    soup, a, b = (load_bundle(p) for p in (tmp_path / "soup.pt", run / "best.pt", tuned / "best.pt"))
+    assert soup.config["features"] == b.config["features"] != a.config["features"]
+    assert soup.config["features"]["vtlp_max_warp"] == 0.1 and soup.config["features"]["freq_masks"] == 0
+    sa, sb = a.recognizer.state_dict(), b.recognizer.state_dict()
+    for key, value in soup.recognizer.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value.double(), (sa[key].double() + sb[key].double()) / 2, atol=1e-7), key
+
+
 def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
     manifest = speech_dir / "manifest.jsonl"
     small, wide = tmp_path / "small", tmp_path / "wide"

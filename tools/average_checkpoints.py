@@ -5,9 +5,11 @@
         -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--data synthetic] [--dev-max 500]
 
 Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes) or training checkpoints
-(last.pt), all with the same features/model config and vocabulary. Floating-point weights are averaged
-in float64 and written as float32; integer buffers are taken from the last input. The output is a bundle
-whose provenance is the last input's (give them oldest first) with `averaged` = the inputs' steps; `dev_wer` and
+(last.pt), all with the same features/model config and vocabulary; their augmentation settings (SpecAugment's,
+VTLP's) may differ, so fine-tunings of one model with other augmentation can be averaged too (a "model soup").
+Floating-point weights are averaged in float64 and written as float32; integer buffers are taken from the last
+input. The output is a bundle whose config and provenance are the last input's (give them oldest first) with
+`averaged` = the inputs' steps; `dev_wer` and
 `dev_cer` are dropped because they described one input, or re-measured on --dev (greedy, as the trainer
 validates, with conf/data/<--data>.yaml's batch size and dev_max_utterances), so
 `python -m asr.transcribe --info` never shows a number that is not the average's.
@@ -29,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from asr.audio import AudioError  # noqa: E402
-from asr.bundle import BundleError, build_recognizer, load_tensors, save_bundle  # noqa: E402
+from asr.bundle import BundleError, build_recognizer, inference_config, load_tensors, save_bundle  # noqa: E402
 from asr.config import UsageError, fail, load_config  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.text import tokenizer_from_dict  # noqa: E402
@@ -88,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = [read_weights(p) for p in args.inputs]
         names = [str(p) for p in args.inputs]
-        config, tokenizer_dict, _, _ = loaded[0]
+        first, tokenizer_dict, _, _ = loaded[0]
         for (cfg, tok, _, _), name in zip(loaded[1:], names[1:]):
-            if cfg != config or tok != tokenizer_dict:
+            if inference_config(cfg) != inference_config(first) or tok != tokenizer_dict:
                 raise BundleError(f"{name}: another features/model config or vocabulary than {names[0]}")
+        config = loaded[-1][0]
         state = average_state_dicts([w for _, _, w, _ in loaded])
         tokenizer = tokenizer_from_dict(tokenizer_dict)
         recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
