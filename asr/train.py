@@ -464,11 +464,14 @@ def main(argv: list[str]) -> int:
             bar.update(1)
             elapsed = time.perf_counter() - interval_start
             if world.main and state.step % tr.log_every == 0:
-                train_loss = interval_loss / max(1, interval_tokens)
-                bar.set_postfix(loss=f"{train_loss:.3f}", xRT=f"{interval_audio / elapsed:.0f}", epoch=state.epoch)
+                train_loss, lr, speed = interval_loss / max(1, interval_tokens), scheduler.get_last_lr()[0], interval_audio / elapsed
+                bar.set_postfix(loss=f"{train_loss:.3f}", xRT=f"{speed:.0f}", epoch=state.epoch)
+                if not tr.progress:  # no bar (a log file): the same numbers as a line
+                    bar.write(f"step {state.step}/{total_steps}: train loss {train_loss:.3f}  lr {lr:.2e}  "
+                              f"{speed:.1f} audio s/s  epoch {state.epoch}")
                 writer.add_scalar("train/loss", train_loss, state.step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.step)
-                writer.add_scalar("train/audio_seconds_per_second", interval_audio / elapsed, state.step)
+                writer.add_scalar("train/lr", lr, state.step)
+                writer.add_scalar("train/audio_seconds_per_second", speed, state.step)
             if state.step % tr.val_every == 0 or state.step >= tr.max_steps:
                 early_stop = run_validation(interval_loss / max(1, interval_tokens), interval_audio / elapsed)
                 last_validated = state.step

@@ -1,6 +1,7 @@
 """Training: real (tiny) models on real espeak-ng speech."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ def test_tiny_model_overfits_a_handful_of_utterances(trained_run):
     assert (trained_run / "last.pt").is_file() and any((trained_run / "tb").iterdir())
 
 
-def test_resume_is_exact(speech_dir, tmp_path):
+def test_resume_is_exact(speech_dir, tmp_path, capsys):
     """2N steps straight == N steps, stop, resume, N more (same seed, every random augmentation on): identical
     weights, on the CPU and on CUDA (where the recurrent dropout must not be cuDNN's: its random state is not in
     the checkpoint)."""
@@ -46,6 +47,9 @@ def test_resume_is_exact(speech_dir, tmp_path):
               "data.speed_factors": "[0.9,1.0,1.1]"}
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train.main(overrides(speech_dir, straight, **common, **{"trainer.max_steps": 12})) == 0
+    logged = [line for line in capsys.readouterr().out.splitlines() if "train loss" in line]  # progress=false
+    assert [line.split(":")[0] for line in logged] == ["step 5/12", "step 10/12"]  # every log_every steps
+    assert all(math.isfinite(float(line.split("train loss ")[1].split()[0])) for line in logged)
     assert train.main(overrides(speech_dir, split, **common, **{"trainer.max_steps": 6})) == 0
     assert train.main(overrides(speech_dir, split, **common, **{"trainer.max_steps": 12, "resume": "true"})) == 0
     a = torch.load(straight / "last.pt", weights_only=True)
