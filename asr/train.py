@@ -464,7 +464,8 @@ def main(argv: list[str]) -> int:
             bar.update(1)
             elapsed = time.perf_counter() - interval_start
             if world.main and state.step % tr.log_every == 0:
-                train_loss, lr, speed = interval_loss / max(1, interval_tokens), scheduler.get_last_lr()[0], interval_audio / elapsed
+                train_loss = interval_loss / max(1, interval_tokens)
+                lr, speed = scheduler.get_last_lr()[0], interval_audio / elapsed
                 bar.set_postfix(loss=f"{train_loss:.3f}", xRT=f"{speed:.0f}", epoch=state.epoch)
                 if not tr.progress:  # no bar (a log file): the same numbers as a line
                     bar.write(f"step {state.step}/{total_steps}: train loss {train_loss:.3f}  lr {lr:.2e}  "

@@ -378,4 +378,6 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     assert not (exp2 / "lm").exists() and (exp2 / "tune_lm.json").is_file()
     assert sorted(p.name for p in (exp2 / "snapshots").iterdir()) == ["step-3.pt", "step-4.pt"]
     assert second.provenance["averaged"] == [3, 4] and "dev_wer" in second.provenance  # avg.pt, measured on dev
-    assert json.loads((exp2 / "tune_lm.json").read_text())["model"] == str(exp2 / "avg.pt")
+    tuning2 = json.loads((exp2 / "tune_lm.json").read_text())
+    assert tuning2["model"] == str(exp2 / "avg.pt")
+    assert [(g["lm_weight"], g["word_score"]) for g in tuning2["grid"]] == [(2, 0)]  # --lm-weights 2 --word-scores 0

@@ -9,10 +9,9 @@ Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes)
 VTLP's) may differ, so fine-tunings of one model with other augmentation can be averaged too (a "model soup").
 Floating-point weights are averaged in float64 and written as float32; integer buffers are taken from the last
 input. The output is a bundle whose config and provenance are the last input's (give them oldest first) with
-`averaged` = the inputs' steps; `dev_wer` and
-`dev_cer` are dropped because they described one input, or re-measured on --dev (greedy, as the trainer
-validates, with conf/data/<--data>.yaml's batch size and dev_max_utterances), so
-`python -m asr.transcribe --info` never shows a number that is not the average's.
+`averaged` = the inputs' steps; `dev_wer` and `dev_cer` are dropped because they described one input, or
+re-measured on --dev (greedy, as the trainer validates, with conf/data/<--data>.yaml's batch size and
+dev_max_utterances), so `python -m asr.transcribe --info` never shows a number that is not the average's.
 
 An average is usually better than each snapshot in it (README, Checkpoint averaging, has measurements), but
 not always: check it with --dev or `python -m asr.evaluate model=AVG ...` before using it.
