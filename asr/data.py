@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.config import fail
 from asr.files import atomic_path
-from asr.text import Tokenizer, normalize_text
+from asr.text import Tokenizer, letters_not_spelled, normalize_text
 
 
 class ManifestError(ValueError):
@@ -100,15 +100,26 @@ def read_manifest(path: str | os.PathLike, check_files: bool = False) -> list[Ut
     return entries
 
 
+def normalize_transcript(transcript: str, where: str | os.PathLike) -> str:
+    """`transcript` in spoken form (`normalize_text`); raises ManifestError naming `where` when it normalizes to
+    nothing or has letters outside a-z that normalization would drop (the target would not be what is spoken)."""
+    foreign = letters_not_spelled(transcript)
+    if foreign:
+        raise ManifestError(f"{where}: transcript has letters outside a-z ({' '.join(foreign)}), which normalization "
+                            "would drop")
+    text = normalize_text(transcript)
+    if not text:
+        raise ManifestError(f"{where}: empty transcript" + (" after normalization" if transcript.strip() else ""))
+    return text
+
+
 def measure_utterance(audio: Path, transcript: str, extra: dict | None = None) -> Utterance:
     """A new manifest entry: `transcript` normalized, the duration read from `audio` (its absolute path is kept).
 
-    Raises ManifestError when the transcript normalizes to nothing, AudioError when the audio is unreadable or
-    has no samples; both messages name the audio file.
+    Raises ManifestError when the transcript cannot be used (`normalize_transcript`), AudioError when the audio is
+    unreadable or has no samples; the messages name the audio file.
     """
-    text = normalize_text(transcript)
-    if not text:
-        raise ManifestError(f"{audio}: empty transcript" + (" after normalization" if transcript.strip() else ""))
+    text = normalize_transcript(transcript, audio)
     duration = audio_duration(audio)
     if duration <= 0:
         raise AudioError(f"{audio}: contains no audio samples")

@@ -71,6 +71,14 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def letters_not_spelled(text: str) -> list[str]:
+    """Letters of `text` that `normalize_text` cannot spell in a-z and would drop (ß, ø, æ, Cyrillic, ...), in
+    order of first appearance. Accented Latin letters (é, ñ) are spelled without their accents, so not listed."""
+    stripped = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    found = dict.fromkeys(c for c in stripped if c.isalpha() and not "a" <= c.lower() <= "z")
+    return list(found)
+
+
 class CharTokenizer:
     """Characters of the normalized alphabet; id 0 is the CTC blank."""
 

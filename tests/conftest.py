@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -122,3 +124,61 @@ def tiny_lm(speech_dir, tmp_path_factory) -> Path:
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     return out
+
+
+# ---------------------------------------------------------------- a local HTTP server for the download tests
+
+class _RangeServer(http.server.ThreadingHTTPServer):
+    files: dict[str, bytes]
+    honor_range = True
+    cut_after: int | None = None  # close the connection after this many body bytes (once)
+    requests: list[tuple[str, str | None]]
+
+    def url(self, path: str) -> str:
+        """The address of `path` (which starts with a slash) on this server."""
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _RangeServer
+
+    def do_GET(self) -> None:  # noqa: N802
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        data = srv.files.get(self.path.split("?", 1)[0])  # a signed link's query names no other file
+        if data is None:
+            self.send_error(404)
+            return
+        start, wanted = 0, self.headers.get("Range")
+        if wanted and srv.honor_range:
+            start = int(wanted.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.cut_after is not None:
+            body, srv.cut_after = body[: srv.cut_after], None
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server of `server.files` (path → bytes) with Range support, recording each request."""
+    srv = _RangeServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.requests = {}, []
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()

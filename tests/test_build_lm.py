@@ -77,6 +77,16 @@ def test_normalize_corpus_and_lexicon(tmp_path):
         build_lm.write_lexicon(["Cat"], tmp_path / "bad.txt")
 
 
+def test_a_manifest_is_read_as_its_transcripts(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "the cat sat"}\n'
+                                      '{"audio_filepath": "b.wav", "duration": 2.0, "text": "on the mat"}\n')
+    sentences, counts = build_lm.normalize_corpus(tmp_path / "m.jsonl", tmp_path / "norm.txt")
+    assert (tmp_path / "norm.txt").read_text() == "the cat sat\non the mat\n" and counts["the"] == 2
+    (tmp_path / "bad.jsonl").write_text('{"audio_filepath": "a.wav", "text": "no duration"}\n')
+    with pytest.raises(build_lm.BuildLMError, match="bad.jsonl:1: missing required key 'duration'"):
+        build_lm.normalize_corpus(tmp_path / "bad.jsonl", tmp_path / "norm.txt")
+
+
 def _fake_programs(folder: Path) -> None:
     folder.mkdir(parents=True)
     for name in ("lmplz", "build_binary"):

@@ -4,11 +4,9 @@ resumable, checksummed download (against a local HTTP server with Range support)
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -92,104 +90,6 @@ def test_prepare_reports_missing_parts_and_bad_folders(libri_tree, tmp_path, cap
 
 # ---------------------------------------------------------------------------------------------- download
 
-class _RangeServer(http.server.ThreadingHTTPServer):
-    files: dict[str, bytes]
-    honor_range = True
-    cut_after: int | None = None  # close the connection after this many body bytes (once)
-    requests: list[tuple[str, str | None]]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _RangeServer
-
-    def do_GET(self) -> None:  # noqa: N802
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        data = srv.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        start, wanted = 0, self.headers.get("Range")
-        if wanted and srv.honor_range:
-            start = int(wanted.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if srv.cut_after is not None:
-            body, srv.cut_after = body[: srv.cut_after], None
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def server():
-    srv = _RangeServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests = {}, []
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _url(srv: _RangeServer, path: str) -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}{path}"
-
-
-PAYLOAD = bytes(range(256)) * 3000  # 768 kB
-PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
-
-
-def test_fetch_downloads_and_checks_md5(server, tmp_path):
-    server.files["/a.tar.gz"] = PAYLOAD
-    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
-    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "a.tar.gz.part").exists()
-    download.fetch(_url(server, "/a.tar.gz"), dest, PAYLOAD_MD5)  # already there with the right sum: no request
-    assert len(server.requests) == 1
-
-
-def test_fetch_resumes_a_partial_file_with_a_range_request(server, tmp_path):
-    server.files["/a.tar.gz"] = PAYLOAD
-    (tmp_path / "a.tar.gz.part").write_bytes(PAYLOAD[:100_000])
-    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
-    assert server.requests == [("/a.tar.gz", "bytes=100000-")] and dest.read_bytes() == PAYLOAD
-
-
-def test_fetch_retries_a_cut_transfer_from_where_it_stopped(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(download.time, "sleep", lambda s: None)
-    server.files["/a.tar.gz"], server.cut_after = PAYLOAD, 300_000
-    dest = download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5, retries=3)
-    assert dest.read_bytes() == PAYLOAD
-    assert server.requests == [("/a.tar.gz", None), ("/a.tar.gz", "bytes=300000-")]
-
-
-def test_fetch_restarts_when_the_server_ignores_range(server, tmp_path):
-    server.files["/a.tar.gz"], server.honor_range = PAYLOAD, False
-    (tmp_path / "a.tar.gz.part").write_bytes(b"x" * 5000)
-    assert download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5).read_bytes() == PAYLOAD
-
-
-def test_fetch_rejects_a_bad_checksum_and_a_missing_file(server, tmp_path):
-    server.files["/a.tar.gz"] = PAYLOAD
-    (tmp_path / "a.tar.gz.part").write_bytes(b"corrupt" * 1000)  # a wrong prefix: the resumed file cannot match
-    with pytest.raises(download.DownloadError, match="does not match"):
-        download.fetch(_url(server, "/a.tar.gz"), tmp_path / "a.tar.gz", PAYLOAD_MD5)
-    assert not (tmp_path / "a.tar.gz.part").exists() and not (tmp_path / "a.tar.gz").exists()
-    with pytest.raises(download.DownloadError, match="HTTP 404"):
-        download.fetch(_url(server, "/missing.tar.gz"), tmp_path / "m.tar.gz", PAYLOAD_MD5)
-
-
 def _tarball() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -204,7 +104,7 @@ def test_download_subset_extracts_once(server, tmp_path, monkeypatch, capsys):
     archive = _tarball()
     server.files["/12/dev-clean.tar.gz"] = archive
     monkeypatch.setitem(download.SUBSETS, "dev-clean", ("12", hashlib.md5(archive).hexdigest()))
-    mirror = _url(server, "")
+    mirror = server.url("")
     folder = download.download_subset("dev-clean", tmp_path, mirror, keep_archive=False, retries=1)
     assert (folder / "1" / "2" / "1-2.trans.txt").read_text() == "1-2-0000 HI"
     assert (folder / download.EXTRACTED_MARK).exists() and not (tmp_path / "dev-clean.tar.gz").exists()

@@ -33,6 +33,8 @@ def user_folder(speech_dir, tmp_path) -> Path:
     (folder / "empty.txt").write_text("  ...  \n")
     (folder / "broken.flac").write_bytes(b"this is not audio" * 10)
     (folder / "broken.txt").write_text("hello")
+    shutil.copy(speech_dir / "wav" / "utt04.wav", folder / "foreign.wav")
+    (folder / "foreign.txt").write_text("Open the door, Søren")
     return folder
 
 
@@ -48,7 +50,8 @@ def test_folder_to_manifest(user_folder, capsys):
     assert "no_transcript.wav: no transcript (no_transcript.txt not found)" in captured.err
     assert "empty.wav: empty transcript after normalization" in captured.err
     assert "unreadable audio:" in captured.err and "broken.flac" in captured.err
-    assert "2 utterances" in captured.out and "skipped 3" in captured.out
+    assert "foreign.wav: transcript has letters outside a-z (ø)" in captured.err
+    assert "2 utterances" in captured.out and "skipped 4" in captured.out
 
 
 def test_tsv_to_manifest(speech_dir, tmp_path, capsys):

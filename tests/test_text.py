@@ -1,6 +1,7 @@
 import pytest
 
-from asr.text import BLANK_ID, CharTokenizer, SentencePieceTokenizer, load_tokenizer, normalize_text, save_tokenizer
+from asr.text import (BLANK_ID, CharTokenizer, SentencePieceTokenizer, letters_not_spelled, load_tokenizer, normalize_text,
+                      save_tokenizer)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,12 @@ def test_normalize_is_idempotent():
     s = normalize_text("The 3rd of May, 2021: $12.05 & 7% more!")
     assert normalize_text(s) == s
     assert set(s) <= set(" abcdefghijklmnopqrstuvwxyz'")
+
+
+def test_letters_not_spelled():
+    assert letters_not_spelled("Café, naïve señor") == []  # accents come off: "cafe naive senor"
+    assert letters_not_spelled("Søren went to Straße 5 in Москва, Søren") == ["ø", "ß", "М", "о", "с", "к", "в", "а"]
+    assert normalize_text("Søren") == "s ren"  # what the check guards against
 
 
 def test_char_tokenizer_round_trip(tmp_path):

@@ -2,6 +2,7 @@
 """Train a KenLM word n-gram language model and a lexicon for `decoder=beam`.
 
     python tools/build_lm.py corpus.txt out/lm [--order 4] [--prune 0 1 1] [--discount_fallback]
+    python tools/build_lm.py data/commonvoice/train.jsonl out/lm     # a manifest: its transcripts
 
 Every line of the text is normalized with `asr.text.normalize_text` (the same spoken form the
 acoustic model emits). Writes, in the output folder:
@@ -32,12 +33,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
+from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.text import CHARS, normalize_text  # noqa: E402
 
 KENLM_SDIST = "kenlm==0.3.0"       # PyPI source distribution with the full C++ source and CMakeLists
@@ -147,15 +149,28 @@ def build_kenlm(cache: Path, jobs: int = DEFAULT_JOBS) -> float:
         return seconds
 
 
+def _lines(text: Path) -> Iterator[str]:
+    """The sentences of a text file, a line each, or of a manifest (`.jsonl`): its transcripts."""
+    if text.suffix == ".jsonl":
+        try:
+            yield from (entry.text for entry in read_manifest(text))
+        except ManifestError as err:
+            raise BuildLMError(str(err)) from None
+        return
+    with open(text, encoding="utf-8") as src:
+        yield from src
+
+
 def normalize_corpus(text: Path, out: Path) -> tuple[int, Counter[str]]:
-    """Write `text` normalized line by line to `out` (empty lines dropped); returns (sentences, word counts)."""
+    """Write `text` (or a manifest's transcripts) normalized line by line to `out` (empty lines dropped); returns
+    (sentences, word counts)."""
     if not text.is_file():
         raise BuildLMError(f"text file {text} not found" if not text.exists() else f"{text} is not a file")
     counts: Counter[str] = Counter()
     sentences = 0
     try:
-        with open(text, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
-            for line in src:
+        with open(out, "w", encoding="utf-8") as dst:
+            for line in _lines(text):
                 line = normalize_text(line)
                 if line:
                     dst.write(line + "\n")
@@ -240,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("text", type=Path, help="training text, one sentence per line (normalized here)")
+    parser.add_argument("text", type=Path, help="training text, one sentence per line (normalized here), or a "
+                                                "manifest (.jsonl) whose transcripts are the text")
     parser.add_argument("out_dir", type=Path, help="folder for lm.arpa, lm.bin and lexicon.txt")
     parser.add_argument("--order", type=int, default=DEFAULT_ORDER, help=f"n-gram order (default {DEFAULT_ORDER})")
     parser.add_argument("--prune", type=int, nargs="+", metavar="N",

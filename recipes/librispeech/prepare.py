@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
+import torch
+
 from asr.audio import AudioError
 from asr.config import UsageError, load_config, run_main, split_args
 from asr.data import ManifestError, Utterance, measure_utterance, read_manifest, write_manifest
@@ -45,7 +47,7 @@ def prepare_subset(folder: Path, jobs: int = 1) -> tuple[list[Utterance], list[s
     """All utterances of one subset folder (sorted by file name) and the problems found."""
     chapters = sorted(p for p in folder.glob("*/*") if p.is_dir())
     if jobs > 1:
-        with mp.get_context("fork").Pool(jobs) as pool:
+        with mp.get_context("fork").Pool(jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:  # 1 thread each
             results = pool.map(read_chapter, chapters, chunksize=8)
     else:
         results = [read_chapter(c) for c in chapters]
