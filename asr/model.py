@@ -76,13 +76,14 @@ class StackedRNN(nn.Module):
         self.register_state_dict_post_hook(_layer_keys_to_stacked)
         self.register_load_state_dict_pre_hook(_stacked_keys_to_layers)
 
-    def forward(self, packed: PackedSequence) -> PackedSequence:
-        """Packed (B, T, input_size) → packed (B, T, 2 × hidden or projection size)."""
+    def forward(self, x: PackedSequence | torch.Tensor) -> PackedSequence | torch.Tensor:
+        """Packed (B, T, input_size) → packed (B, T, 2 × hidden or projection size); a plain tensor in gives a
+        plain tensor out (every sequence then runs all T steps)."""
         for k, layer in enumerate(self.layers):
             if k:
-                packed = packed._replace(data=self.dropout(packed.data))
-            packed, _ = layer(packed)
-        return packed
+                x = x._replace(data=self.dropout(x.data)) if isinstance(x, PackedSequence) else self.dropout(x)
+            x, _ = layer(x)
+        return x
 
 
 _LAYER_KEY = re.compile(r"layers\.(\d+)\.(\w+?)_l0(_reverse)?$")
@@ -167,11 +168,20 @@ class AcousticModel(nn.Module):
         packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
         y = self.rnn(packed)
         y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self._top(y, out_lengths), out_lengths
+
+    def forward_unpadded(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) features of utterances that all fill the T frames → (B, T', V) logits: `forward` without
+        packing, in operations that an exporter can trace (tools/export_onnx.py runs it one utterance at a time)."""
+        return self._top(self.rnn(self.frontend(feats)), None)
+
+    def _top(self, y: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Optional self-attention over the recurrent outputs (frames past `lengths` masked), then the CTC head."""
         if self.attention is not None:
-            pad_mask = torch.arange(y.shape[1], device=y.device)[None, :] >= out_lengths[:, None]
+            pad_mask = None if lengths is None else torch.arange(y.shape[1], device=y.device)[None, :] >= lengths[:, None]
             a, _ = self.attention(y, y, y, key_padding_mask=pad_mask, need_weights=False)
             y = self.attention_norm(y + self.dropout(a))
-        return self.head(self.dropout(y)), out_lengths
+        return self.head(self.dropout(y))
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""

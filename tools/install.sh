@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install asr into ./.venv on Debian/Ubuntu.
 #   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
-#   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, pytest
+#   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
 # Uses sudo for apt-get when not run as root. Re-running is cheap: apt and pip skip what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = dev ]; then
-  .venv/bin/python -m pip install -q -e ".[dev,synth,augment]"
+  .venv/bin/python -m pip install -q -e ".[dev,synth,augment,export]"
 else
   .venv/bin/python -m pip install -q -e .
 fi
