@@ -18,6 +18,7 @@ import torchaudio.functional as AF
 from conftest import ROOT, load_script, synthesize
 
 from asr.audio import load_audio
+from asr.bundle import load_bundle
 from asr.config import UsageError, load_config
 from asr.data import ManifestError, read_manifest
 from asr.download import DownloadError
@@ -42,6 +43,13 @@ ROWS = {
     ],
     "dev": [("c4", "common_voice_en_7.mp3", "We will meet again tomorrow", "speech")],
     "test": [("c5", "common_voice_en_8.mp3", "Open the door and turn on the light", "speech")],
+    "validated": [  # every validated clip: those of the splits, and more
+        ("c1", "common_voice_en_1.mp3", 'The cat sat on the "mat".', "speech"),
+        ("c4", "common_voice_en_7.mp3", "We will meet again tomorrow", "speech"),        # a dev clip
+        ("c4", "common_voice_en_10.mp3", "A second sentence by this speaker", "speech"),  # by the dev speaker
+        ("c6", "common_voice_en_11.mp3", "Open the door and turn on the light", "speech"),  # the test sentence
+        ("c6", "common_voice_en_12.mp3", "Numbers like seven are easy", "speech"),
+    ],
 }
 SPOKEN = {"common_voice_en_6.mp3": "silence"}  # what espeak-ng says for a sentence with no words
 
@@ -54,8 +62,8 @@ def _mp3(text: str, path: Path) -> None:
 
 
 def _write_release(root: Path) -> Path:
-    """root/cv-corpus-99.0-2099-01-01/en/: clips/*.mp3, train.tsv and dev.tsv (release 17's columns), test.tsv
-    (an old release's, with "accent"); returns the locale folder."""
+    """root/cv-corpus-99.0-2099-01-01/en/: clips/*.mp3, train.tsv, dev.tsv and validated.tsv (release 17's
+    columns), test.tsv (an old release's, with "accent"); returns the locale folder."""
     locale = root / "cv-corpus-99.0-2099-01-01" / "en"
     (locale / "clips").mkdir(parents=True)
     for split, rows in ROWS.items():
@@ -118,9 +126,25 @@ def test_prepare_converts_clips_and_writes_manifests(release, tmp_path, capsys):
     assert flac.stat().st_mtime_ns == before and (out / "train.jsonl").read_text() == manifest
 
 
+def test_prepare_makes_a_larger_training_set_from_validated(release, tmp_path, capsys):
+    out = tmp_path / "data"
+    assert prepare.main([f"corpus_dir={release}", f"out_dir={out}", "validated_train=true"]) == 0
+    assert "validated.tsv less 3 clips (1 dev/test clips, 1 by dev/test speakers, 1 of dev/test sentences)" in (
+        capsys.readouterr().out)
+    train = read_manifest(out / "train_validated.jsonl", check_files=True)
+    assert [(Path(e.audio_filepath).name, e.extra["speaker"]) for e in train] == [
+        ("common_voice_en_1.flac", "c1"), ("common_voice_en_12.flac", "c6")]
+    (release / "validated.tsv").rename(release / "validated.tsv.away")
+    try:
+        with pytest.raises(UsageError, match="validated_train=true needs validated.tsv"):
+            prepare.main([f"corpus_dir={release}", f"out_dir={out}", "validated_train=true"])
+    finally:
+        (release / "validated.tsv.away").rename(release / "validated.tsv")
+
+
 def test_prepare_can_keep_the_mp3s(release, tmp_path):
     out = tmp_path / "data"
-    assert prepare.main([f"corpus_dir={release}", f"out_dir={out}", "convert=false", "splits=[dev,validated]"]) == 0
+    assert prepare.main([f"corpus_dir={release}", f"out_dir={out}", "convert=false", "splits=[dev,other]"]) == 0
     dev = read_manifest(out / "dev.jsonl", check_files=True)
     assert dev[0].audio_filepath == str(release / "clips" / "common_voice_en_7.mp3") and not (out / "audio").exists()
     assert len(load_audio(dev[0].audio_filepath)) / 16000 == pytest.approx(dev[0].duration, abs=0.05)
@@ -198,21 +222,25 @@ def test_download_fetches_a_signed_link(server, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_sh_prepares_trains_tunes_and_evaluates(release, tmp_path):
-    """Stages 0-5 on the fake release (already extracted, so stage 0 finds it): a tiny model, 2 steps on 2 clips."""
+    """Stages 0-5 on the fake release (already extracted, so stage 0 finds it): a tiny model, 2 steps on the 2 clips of
+    train_validated.jsonl."""
     data, exp = tmp_path / "data", tmp_path / "exp"
     train_args = ("model.hidden_size=32 trainer.max_steps=2 trainer.val_every=2 trainer.progress=false "
                   "trainer.num_threads=1 data.num_workers=0 data.speed_factors=[1.0] data.max_batch_seconds=30")
     cmd = ["bash", str(RECIPE / "run.sh"), "--dl-dir", str(release.parent.parent), "--data-dir", str(data),
-           "--exp-dir", str(exp), "--model", "tiny", "--jobs", "1", "--lm-args", "--discount_fallback",
+           "--exp-dir", str(exp), "--model", "tiny", "--jobs", "1", "--train-set", "train_validated",
+           "--lm-args", "--discount_fallback",
            "--lm-weights", "1", "--word-scores", "0", "--train-args", train_args]
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # run.sh calls `python`: this one
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path, NGPU="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already extracted" in proc.stdout
-    assert len(read_manifest(data / "train.jsonl", check_files=True)) == 2
-    assert (exp / "lm" / "lm.bin").is_file() and "sat" in (exp / "lm" / "lexicon.txt").read_text()
-    assert "tomorrow" not in (exp / "lm" / "lexicon.txt").read_text()  # dev and test sentences stay out of the LM
+    assert len(read_manifest(data / "train_validated.jsonl", check_files=True)) == 2
+    lexicon = (exp / "lm" / "lexicon.txt").read_text()
+    assert (exp / "lm" / "lm.bin").is_file() and "numbers" in lexicon and "sat" in lexicon  # train_validated's words
+    assert "tomorrow" not in lexicon and "light" not in lexicon  # dev and test sentences stay out of the LM
+    assert load_bundle(exp / "best.pt").provenance["train_manifest"] == str(data / "train_validated.jsonl")
     assert (exp / "best.pt").is_file() and json.loads((exp / "tune_lm.json").read_text())["best"]["lm_weight"] == 1
     for split in ("dev", "test"):
         for decoder in ("greedy", "beam"):

@@ -11,7 +11,9 @@ releases) are kept as the manifest's "speaker", "gender", "age" and "accent") an
 kept, so an interrupted run resumes where it stopped. Writes `<out_dir>/<split>.jsonl`, text
 through `asr.text.normalize_text`. Lines that cannot be used (a missing or unreadable clip, an
 empty sentence, one with letters outside a-z such as ß or ø, a clip listed twice, a line with the
-wrong number of fields) are listed and left out. Options: conf/prepare.yaml.
+wrong number of fields) are listed and left out. `validated_train=true` also writes
+`train_validated.jsonl`: validated.tsv less every clip, speaker and sentence of dev.tsv and test.tsv.
+Options: conf/prepare.yaml.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import multiprocessing as mp
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 REQUIRED_COLUMNS = ("path", "sentence")
 KEPT_COLUMNS = {"client_id": "speaker", "gender": "gender", "age": "age", "accents": "accent", "accent": "accent"}
 MAX_PROBLEMS_SHOWN = 20
+HELD_OUT = ("dev", "test")  # the splits train_validated.jsonl shares no clip, speaker or sentence with
 
 
 @dataclass
@@ -123,8 +127,48 @@ def convert_split(clips: list[Clip], audio_dir: Path | None, jobs: int, tsv: Pat
     return entries, problems
 
 
+def without_held_out(clips: list[Clip], held_out: list[Clip]) -> tuple[list[Clip], Counter]:
+    """`clips` less every clip of `held_out`, every clip by one of its speakers and every clip of one of its
+    sentences; and how many were left out for each of the three reasons."""
+    names = {c.source.name for c in held_out}
+    speakers = {c.extra["speaker"] for c in held_out if "speaker" in c.extra}
+    texts = {c.text for c in held_out}
+    kept, dropped = [], Counter()
+    for clip in clips:
+        if clip.source.name in names:
+            dropped["dev/test clips"] += 1
+        elif clip.extra.get("speaker") in speakers:
+            dropped["by dev/test speakers"] += 1
+        elif clip.text in texts:
+            dropped["of dev/test sentences"] += 1
+        else:
+            kept.append(clip)
+    return kept, dropped
+
+
+def write_split(name: str, tsv: Path, clips: list[Clip], problems: list[tuple[int, str]], audio_dir: Path | None,
+                jobs: int, out_dir: Path) -> tuple[int, int]:
+    """Convert the clips of one split, list what was skipped, write `<out_dir>/<name>.jsonl`; returns (utterances
+    written, lines skipped)."""
+    entries, convert_problems = convert_split(clips, audio_dir, jobs, tsv)
+    problems = [message for _, message in sorted(problems + convert_problems)]
+    for line in problems[:MAX_PROBLEMS_SHOWN]:
+        print(f"  skipped {line}")
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        print(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+    if not entries:
+        print(f"{name}: no usable clips, no manifest written")
+        return 0, len(problems)
+    path = out_dir / f"{name}.jsonl"
+    write_manifest(path, entries)
+    hours = sum(e.duration for e in entries) / 3600
+    speakers = len({e.extra.get("speaker") for e in entries})
+    print(f"{name}: {len(entries)} utterances, {hours:.2f} h, {speakers} speakers, {len(problems)} skipped -> {path}")
+    return len(entries), len(problems)
+
+
 def main(argv: list[str]) -> int:
-    """Write one manifest per split file found."""
+    """Write one manifest per split file found (and train_validated.jsonl when asked)."""
     paths, overrides = split_args(argv)
     if paths:
         raise UsageError(f"unexpected argument(s) {paths}; use key=value overrides, e.g. corpus_dir=... out_dir=...")
@@ -142,28 +186,28 @@ def main(argv: list[str]) -> int:
             print(f"{split}: no {tsv.name} in {corpus}, skipped")
             continue
         clips, problems = read_split(tsv, clips_dir)
-        entries, convert_problems = convert_split(clips, audio_dir, cfg.jobs, tsv)
-        problems = [message for _, message in sorted(problems + convert_problems)]
-        for line in problems[:MAX_PROBLEMS_SHOWN]:
-            print(f"  skipped {line}")
-        if len(problems) > MAX_PROBLEMS_SHOWN:
-            print(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")
-        failed += len(problems)
         for other, names in sources.items():
             shared = names & {c.source.name for c in clips}
             if shared:
                 print(f"  warning: {split} and {other} share {len(shared)} clips (e.g. {min(shared)}); do not train "
                       "on one and test on the other")
         sources[split] = {c.source.name for c in clips}
-        if not entries:
-            print(f"{split}: no usable clips, no manifest written")
-            continue
-        path = out_dir / f"{split}.jsonl"
-        write_manifest(path, entries)
-        written += 1
-        hours = sum(e.duration for e in entries) / 3600
-        speakers = len({e.extra.get("speaker") for e in entries})
-        print(f"{split}: {len(entries)} utterances, {hours:.2f} h, {speakers} speakers, {len(problems)} skipped -> {path}")
+        count, skipped = write_split(split, corpus / f"{split}.tsv", clips, problems, audio_dir, cfg.jobs, out_dir)
+        written += count > 0
+        failed += skipped
+    if cfg.validated_train:
+        missing = [name for name in ("validated", *HELD_OUT) if not (corpus / f"{name}.tsv").is_file()]
+        if missing:
+            raise UsageError(f"validated_train=true needs {', '.join(m + '.tsv' for m in missing)} in {corpus}")
+        held_out = [c for name in HELD_OUT for c in read_split(corpus / f"{name}.tsv", clips_dir)[0]]
+        clips, problems = read_split(corpus / "validated.tsv", clips_dir)
+        clips, dropped = without_held_out(clips, held_out)
+        print(f"train_validated: validated.tsv less {sum(dropped.values())} clips "
+              f"({', '.join(f'{n} {why}' for why, n in dropped.items()) or 'none shared'})")
+        count, skipped = write_split("train_validated", corpus / "validated.tsv", clips, problems, audio_dir, cfg.jobs,
+                                     out_dir)
+        written += count > 0
+        failed += skipped
     if not written:
         raise UsageError(f"no usable split of {list(cfg.splits)} found in {corpus}")
     return 1 if failed and cfg.strict else 0

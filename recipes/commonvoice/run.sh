@@ -22,6 +22,7 @@ data_dir=data/commonvoice           # manifests <split>.jsonl and the converted 
 exp_dir=exp/commonvoice             # best.pt, last.pt, metrics.jsonl, lm/, tune_lm.json, eval/<set>-<decoder>/
 model=large                         # conf/model preset
 jobs=2                              # processes converting clips
+train_set=train                     # train (train.tsv) | train_validated (validated.tsv less dev/test clips, speakers, sentences)
 lm_args="--quantize 8"              # more tools/build_lm.py options (e.g. "--prune 0 1 1 --quantize 8")
 lm_weights=0.5,1,1.5,2              # stage 4: the lm_weight values tried on dev (tools/tune_lm.py lm_weights)
 word_scores=-1,0,1,2                # stage 4: the word_score values tried with each
@@ -43,14 +44,20 @@ while [ $# -gt 0 ]; do
     --exp-dir) exp_dir=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --train-set) train_set=$2; shift 2 ;;
     --lm-args) lm_args=$2; shift 2 ;;
     --lm-weights) lm_weights=$2; shift 2 ;;
     --word-scores) word_scores=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --url --archive --sha256 --locale --dl-dir --corpus-dir --data-dir --exp-dir --model --jobs --lm-args --lm-weights --word-scores --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --url --archive --sha256 --locale --dl-dir --corpus-dir --data-dir --exp-dir --model --jobs --train-set --lm-args --lm-weights --word-scores --train-args)" >&2; exit 2 ;;
   esac
 done
 lm_dir=$exp_dir/lm
+case "$train_set" in
+  train) validated=false ;;
+  train_validated) validated=true ;;
+  *) echo "--train-set must be train or train_validated, not $train_set" >&2; exit 2 ;;
+esac
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
 
@@ -71,20 +78,20 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -n "$corpus_dir" ] || { echo "error: no cv-corpus-*/$locale folder in $dl_dir (run stage 0, or pass --corpus-dir)" >&2; exit 1; }
   log "stage 1: manifests of $corpus_dir in $data_dir"
-  python recipes/commonvoice/prepare.py corpus_dir="$corpus_dir" out_dir=$data_dir jobs=$jobs
+  python recipes/commonvoice/prepare.py corpus_dir="$corpus_dir" out_dir=$data_dir jobs=$jobs validated_train=$validated
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: KenLM 4-gram of the training sentences in $lm_dir"
+  log "stage 2: KenLM 4-gram of the $train_set sentences in $lm_dir"
   # shellcheck disable=SC2086  # lm_args is a list of options
-  python tools/build_lm.py $data_dir/train.jsonl $lm_dir $lm_args
+  python tools/build_lm.py $data_dir/$train_set.jsonl $lm_dir $lm_args
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: train model=$model on $NGPU process(es) into $exp_dir"
+  log "stage 3: train model=$model on $train_set, $NGPU process(es), into $exp_dir"
   # shellcheck disable=SC2086  # train_args is a list of overrides
   torchrun --nproc_per_node=$NGPU -m asr.train data=commonvoice model=$model out_dir=$exp_dir resume=true \
-    data.train_manifest=$data_dir/train.jsonl data.dev_manifest=$data_dir/dev.jsonl $train_args
+    data.train_manifest=$data_dir/$train_set.jsonl data.dev_manifest=$data_dir/dev.jsonl $train_args
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
