@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -86,6 +89,28 @@ def test_prepare_reports_missing_parts_and_bad_folders(libri_tree, tmp_path, cap
         prepare.main([f"corpus_dir={tmp_path / 'nowhere'}", f"out_dir={tmp_path}"])
     with pytest.raises(UsageError, match="no subset"):
         prepare.main([f"corpus_dir={corpus}", f"out_dir={tmp_path}", "subsets=[dev-other]"])
+
+
+@pytest.mark.slow
+def test_run_sh_stages_1_to_5(libri_tree, tmp_path):
+    """Manifests, the LM of train-960's transcripts, 2 training steps of a tiny model, LM tuning and evaluation of
+    the dev/test sets that are there (dev-clean only), greedy and beam."""
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    train_args = ("model.hidden_size=32 trainer.max_steps=2 trainer.val_every=2 trainer.progress=false "
+                  "trainer.num_threads=1 data.num_workers=0 data.max_batch_seconds=30 data.min_duration=0.1")
+    cmd = ["bash", str(RECIPE / "run.sh"), "--stage", "1", "--dl-dir", str(libri_tree / "download"),
+           "--data-dir", str(data), "--exp-dir", str(exp), "--model", "tiny", "--jobs", "1",
+           "--lm-args", "--discount_fallback", "--lm-weights", "1", "--word-scores", "0", "--train-args", train_args]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # run.sh calls `python`: this one
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path, NGPU="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lexicon = (exp / "lm" / "lexicon.txt").read_text()
+    assert "gatsby" in lexicon and "quilter" not in lexicon  # the training transcripts only, not dev-clean's
+    assert "no " + str(data / "dev-other.jsonl") + ", skipped" in proc.stdout
+    for decoder in ("greedy", "beam"):
+        summary = json.loads((exp / "eval" / f"dev-clean-{decoder}" / "summary.json").read_text())
+        assert summary["num_utterances"] == 3 and summary["decoder"] == decoder
 
 
 # ---------------------------------------------------------------------------------------------- download
