@@ -37,6 +37,7 @@ REQUIRED_COLUMNS = ("path", "sentence")
 KEPT_COLUMNS = {"client_id": "speaker", "gender": "gender", "age": "age", "accents": "accent", "accent": "accent"}
 MAX_PROBLEMS_SHOWN = 20
 HELD_OUT = ("dev", "test")  # the splits train_validated.jsonl shares no clip, speaker or sentence with
+DROP_REASONS = ("dev/test clips", "by dev/test speakers", "of dev/test sentences")  # what it leaves out, in this order
 
 
 @dataclass
@@ -136,11 +137,11 @@ def without_held_out(clips: list[Clip], held_out: list[Clip]) -> tuple[list[Clip
     kept, dropped = [], Counter()
     for clip in clips:
         if clip.source.name in names:
-            dropped["dev/test clips"] += 1
+            dropped[DROP_REASONS[0]] += 1
         elif clip.extra.get("speaker") in speakers:
-            dropped["by dev/test speakers"] += 1
+            dropped[DROP_REASONS[1]] += 1
         elif clip.text in texts:
-            dropped["of dev/test sentences"] += 1
+            dropped[DROP_REASONS[2]] += 1
         else:
             kept.append(clip)
     return kept, dropped
@@ -192,7 +193,7 @@ def main(argv: list[str]) -> int:
                 print(f"  warning: {split} and {other} share {len(shared)} clips (e.g. {min(shared)}); do not train "
                       "on one and test on the other")
         sources[split] = {c.source.name for c in clips}
-        count, skipped = write_split(split, corpus / f"{split}.tsv", clips, problems, audio_dir, cfg.jobs, out_dir)
+        count, skipped = write_split(split, tsv, clips, problems, audio_dir, cfg.jobs, out_dir)
         written += count > 0
         failed += skipped
     if cfg.validated_train:
@@ -202,8 +203,8 @@ def main(argv: list[str]) -> int:
         held_out = [c for name in HELD_OUT for c in read_split(corpus / f"{name}.tsv", clips_dir)[0]]
         clips, problems = read_split(corpus / "validated.tsv", clips_dir)
         clips, dropped = without_held_out(clips, held_out)
-        print(f"train_validated: validated.tsv less {sum(dropped.values())} clips "
-              f"({', '.join(f'{n} {why}' for why, n in dropped.items()) or 'none shared'})")
+        reasons = ", ".join(f"{dropped[why]} {why}" for why in DROP_REASONS if dropped[why]) or "none shared"
+        print(f"train_validated: validated.tsv less {sum(dropped.values())} clips ({reasons})")
         count, skipped = write_split("train_validated", corpus / "validated.tsv", clips, problems, audio_dir, cfg.jobs,
                                      out_dir)
         written += count > 0
