@@ -20,7 +20,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from asr.files import atomic_path, write_text_atomic
 from asr.metrics import error_rates
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer_from_dict
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # a run stops cleanly on these (StopSignal), its workers ignore them
 CHECKPOINT_VERSION = 1
 
 
@@ -166,7 +167,7 @@ def validate(recognizer: Recognizer, loader: DataLoader, entries: list[Utterance
     recognizer.eval()
     decoder = GreedyDecoder(tokenizer, recognizer.frame_seconds)
     total_loss, total_tokens, refs, hyps = 0.0, 0, [], []
-    for batch in loader:
+    for batch in start_batches(loader):
         batch = batch_to(batch, device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             logits, out_lengths = recognizer(batch["waves"], batch["wave_lengths"])
@@ -234,9 +235,22 @@ def model_config(cfg: DictConfig) -> dict:
 
 def ignore_stop_signals(worker_id: int) -> None:
     """DataLoader worker_init_fn: Ctrl-C or a SIGTERM sent to the whole process group (a terminal,
-    Slurm's scancel) must not kill the workers mid-epoch; the main process stops them after saving."""
+    Slurm's scancel) must not kill the workers mid-epoch; the main process stops them after saving.
+    A worker starts with the signals blocked (`start_batches`); one that came since the fork is dropped here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def start_batches(loader: DataLoader) -> Iterator:
+    """`iter(loader)` with Ctrl-C and SIGTERM held back while it forks the workers: a signal to the process group
+    in the moment between a worker's fork and its worker_init_fn would kill it (and the run with it, as
+    "DataLoader worker exited unexpectedly"). The main process gets a held-back signal as soon as they are up."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class StopSignal:
@@ -432,7 +446,7 @@ def main(argv: list[str]) -> int:
     model.train()
     while not finished and state.epoch < tr.max_epochs and state.step < tr.max_steps:
         sampler.set_epoch(state.epoch, state.batch_in_epoch)
-        for batch in train_loader:
+        for batch in start_batches(train_loader):
             batch = batch_to(batch, device)
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 logits, out_lengths = model(batch["waves"], batch["wave_lengths"])

@@ -171,6 +171,35 @@ def test_sigterm_saves_and_resume_continues(speech_dir, tmp_path):
     assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == step + 5
 
 
+WORKER_RACE = """
+import os, signal, sys, time
+from torch.utils.data import DataLoader
+from asr import train
+
+def slow_init(worker_id):  # widens the moment between a worker's fork and its worker_init_fn
+    time.sleep(1.0)
+    train.ignore_stop_signals(worker_id)
+
+stopper = train.StopSignal()
+loader = DataLoader(list(range(8)), batch_size=2, num_workers=1, worker_init_fn=slow_init)
+batches = train.start_batches(loader) if sys.argv[1] == "held" else iter(loader)
+os.killpg(0, signal.SIGTERM)  # while the worker is still starting
+print(sum(len(b) for b in batches), stopper.signum == signal.SIGTERM)
+"""
+
+
+def test_a_stop_signal_while_workers_start_does_not_kill_them():
+    """SIGTERM to the process group in the moment between a DataLoader worker's fork and its worker_init_fn:
+    with the signals held back while forking (start_batches) the worker lives and the main process gets it."""
+    def run(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", WORKER_RACE, mode], capture_output=True, text=True, timeout=60,
+                              start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    held = run("held")
+    assert held.returncode == 0 and held.stdout.split() == ["8", "True"], held.stderr[-2000:]
+    plain = run("plain")  # what the trainer did before: the worker dies of the signal
+    assert plain.returncode != 0 and "exited unexpectedly" in plain.stderr
+
+
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(speech_dir, tmp_path):
     out = tmp_path / "ddp"
