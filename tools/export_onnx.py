@@ -13,9 +13,9 @@ Needs the `export` extra (`pip install 'asr[export]'`: onnx, onnxruntime). Write
 
 The graph holds the whole recognizer: log-mel, normalization, frame stacking or convolutions,
 the BiLSTM (or BiGRU) stack and the CTC head, with a dynamic number of samples. Models with LSTM
-projections or the optional self-attention layer (no preset has them) are refused with the reason. ONNX has no complex STFT, so
-the power spectrum is computed as a real DFT by convolution (the same window, hop and padding as
-torchaudio's, `ConvMelSpectrogram` below). The recurrent stack runs the utterance unpacked, which is
+projections or the optional self-attention layer (no preset has them) are refused with the reason.
+ONNX has no complex STFT, so the power spectrum is computed as a real DFT by convolution (the same
+window, hop and padding as torchaudio's, `ConvMelSpectrogram` below). The recurrent stack runs the utterance unpacked, which is
 exact for one utterance, so the graph takes one at a time (split long recordings first, as
 `asr.transcribe` does). Exported with torch's TorchScript-based exporter: the torch.export-based one
 cannot trace nn.LSTM in torch 2.11.
