@@ -246,3 +246,14 @@ def test_run_sh_prepares_trains_tunes_and_evaluates(release, tmp_path):
         for decoder in ("greedy", "beam"):
             summary = json.loads((exp / "eval" / f"{split}-{decoder}" / "summary.json").read_text())
             assert summary["num_utterances"] == 1 and summary["decoder"] == decoder and "by_accent" in summary
+
+
+def test_the_benchmark_times_every_step(speech_dir, tmp_path, capsys):
+    bench = load_script("bench_commonvoice", ROOT / "tools" / "bench_commonvoice.py")
+    assert bench.main([str(speech_dir / "manifest.jsonl"), "--clips", "4", "--jobs", "2", "--work", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for row in ("prepare, convert, 1 job", "prepare, convert, 2 jobs", "prepare, resume", "prepare, keep MP3",
+                "read MP3 (1 process)", "read FLAC (1 process)", "2 jobs / 1 job:"):
+        assert row in printed, row
+    assert len(read_manifest(tmp_path / "out" / "train.jsonl", check_files=True)) == 4
+    assert len(list((tmp_path / "cv-corpus-bench" / "en" / "clips").glob("*.mp3"))) == 4
