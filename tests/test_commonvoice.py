@@ -257,3 +257,16 @@ def test_the_benchmark_times_every_step(speech_dir, tmp_path, capsys):
         assert row in printed, row
     assert len(read_manifest(tmp_path / "out" / "train.jsonl", check_files=True)) == 4
     assert len(list((tmp_path / "cv-corpus-bench" / "en" / "clips").glob("*.mp3"))) == 4
+
+
+def test_download_rejects_an_archive_that_is_not_a_release(tmp_path):
+    archive = tmp_path / "other.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("README.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    with pytest.raises(DownloadError, match="did not contain a cv-corpus-\\*/<locale>/clips/ folder"):
+        download.main([f"dl_dir={tmp_path / 'dl'}", f"archive={archive}"])
+    assert not (tmp_path / "dl" / ".other.tar.gz.extracted").exists()  # a later run tries again
+    with pytest.raises(UsageError, match="no such file"):
+        download.main([f"dl_dir={tmp_path / 'dl'}", f"archive={tmp_path / 'missing.tar.gz'}"])

@@ -28,6 +28,7 @@ both WERs and both real-time factors (model only, one utterance at a time, `--th
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         fail("ONNX export needs the export extra: pip install 'asr[export]' (onnx, onnxruntime)")
     try:
-        bundle, reference = load_bundle(args.model), load_bundle(args.model)
+        bundle = load_bundle(args.model)
+        reference = copy.deepcopy(bundle)  # export() swaps the front end of `bundle`; --check compares with this
         example = torch.zeros(1, SAMPLE_RATE)  # one second; the samples axis is dynamic
         onnx_path, meta_path = export(bundle, args.out, example)
         print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {meta_path}")

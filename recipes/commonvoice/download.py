@@ -35,36 +35,37 @@ def locale_folders(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("*/*/clips") if p.is_dir())
 
 
+def archive_path(cfg) -> Path:
+    """Where the archive is: `archive=`, or the file in `dl_dir` that `url=` downloads to."""
+    if cfg.archive:
+        return Path(cfg.archive).expanduser()
+    if not cfg.url:
+        raise UsageError(f"no url= or archive= given: Common Voice needs its terms accepted first; get the "
+                         f"download link for your locale from {DATASETS_PAGE} and pass it as url='...' "
+                         "(quoted), or download the archive and pass archive=path")
+    name = cfg.archive_name or Path(unquote(urlparse(cfg.url).path)).name
+    if not name:
+        raise UsageError("cannot tell the archive's file name from the url; pass archive_name=...")
+    return Path(cfg.dl_dir).expanduser() / name
+
+
 def download(cfg) -> Path:
     """Download or take the archive, check it and extract it into `dl_dir`; returns the archive's path."""
-    dl_dir = Path(cfg.dl_dir).expanduser()
-    if cfg.archive:
-        archive = Path(cfg.archive).expanduser()
-        if not archive.is_file():
-            raise UsageError(f"archive {archive}: no such file")
-        if extracted_mark(dl_dir, archive).exists():
-            print(f"{archive.name}: already extracted in {dl_dir}")
-            return archive
-        if cfg.sha256:
-            print(f"{archive}: checking SHA-256")
-            got = file_digest(archive, "sha256")
-            if got != cfg.sha256.lower():
-                raise DownloadError(f"{archive}: SHA-256 {got} does not match the expected {cfg.sha256}")
-    else:
-        if not cfg.url:
-            raise UsageError(f"no url= or archive= given: Common Voice needs its terms accepted first; get the "
-                             f"download link for your locale from {DATASETS_PAGE} and pass it as url='...' "
-                             "(quoted), or download the archive and pass archive=path")
-        name = cfg.archive_name or Path(unquote(urlparse(cfg.url).path)).name
-        if not name:
-            raise UsageError("cannot tell the archive's file name from the url; pass archive_name=...")
-        archive = dl_dir / name
-        if extracted_mark(dl_dir, archive).exists():
-            print(f"{archive.name}: already extracted in {dl_dir}")
-            return archive
-        archive = fetch(cfg.url, archive, cfg.sha256.lower() if cfg.sha256 else None, algorithm="sha256",
-                        retries=cfg.retries)
-    if not cfg.sha256:
+    dl_dir, archive = Path(cfg.dl_dir).expanduser(), archive_path(cfg)
+    sha256 = cfg.sha256.lower() if cfg.sha256 else None
+    if extracted_mark(dl_dir, archive).exists():
+        print(f"{archive.name}: already extracted in {dl_dir}")
+        return archive
+    if not cfg.archive:
+        fetch(cfg.url, archive, sha256, algorithm="sha256", retries=cfg.retries)  # checks the sum it downloads
+    elif not archive.is_file():
+        raise UsageError(f"archive {archive}: no such file")
+    elif sha256:
+        print(f"{archive}: checking SHA-256")
+        got = file_digest(archive, "sha256")
+        if got != sha256:
+            raise DownloadError(f"{archive}: SHA-256 {got} does not match the expected {cfg.sha256}")
+    if not sha256:
         print(f"{archive}: SHA-256 {file_digest(archive, 'sha256')} (not checked: no sha256= given)")
     print(f"{archive}: extracting into {dl_dir}")
     extract(archive, dl_dir)

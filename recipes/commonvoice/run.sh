@@ -59,7 +59,7 @@ case "$train_set" in
   *) echo "--train-set must be train or train_validated, not $train_set" >&2; exit 2 ;;
 esac
 
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+. recipes/lib.sh                    # log, tuned_lm_overrides
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -z "$url" ] && [ -z "$archive" ] && [ -n "$(ls -d "$dl_dir"/cv-corpus-*/"$locale" 2>/dev/null)" ]; then
@@ -103,10 +103,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   beam=(decoder=beam decoder.lm=$lm_dir/lm.bin decoder.lexicon=$lm_dir/lexicon.txt)
-  if [ -f "$exp_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
-    beam+=($(python -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]
-print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$exp_dir/tune_lm.json"))
-  fi
+  beam+=($(tuned_lm_overrides "$exp_dir/tune_lm.json"))  # the tuned pair, else conf/decoder/beam.yaml's
   for set in dev test; do
     log "stage 5: evaluate $exp_dir/best.pt on $set, greedy and ${beam[*]}"
     python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$exp_dir/best.pt "group_by=[accent,gender,age]" \

@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
 done
 lm_dir=$exp_dir/lm
 
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+. recipes/lib.sh                    # log, tuned_lm_overrides
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: download LibriSpeech into $dl_dir (resumable, MD5-checked)"
@@ -81,10 +81,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   beam=(decoder=beam decoder.lm=$lm_dir/lm.bin decoder.lexicon=$lm_dir/lexicon.txt)
-  if [ -f "$exp_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
-    beam+=($(python -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]
-print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$exp_dir/tune_lm.json"))
-  fi
+  beam+=($(tuned_lm_overrides "$exp_dir/tune_lm.json"))  # the tuned pair, else conf/decoder/beam.yaml's
   for set in dev-clean dev-other test-clean test-other; do
     if [ ! -f "$data_dir/$set.jsonl" ]; then
       log "stage 5: no $data_dir/$set.jsonl, skipped"

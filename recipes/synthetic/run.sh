@@ -69,7 +69,7 @@ snapshots=""                        # stage 3: what --avg averages
 model_file=$exp_dir/best.pt         # stages 4-5: the model to tune the LM for and to package
 [ "$avg" = 0 ] || model_file=$exp_dir/avg.pt
 
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*"; }
+. recipes/lib.sh                    # log, tuned_lm_overrides
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: ${hours} h corpus in $data_dir (seed $seed)"
@@ -117,10 +117,7 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   beam=(decoder=beam decoder.lm=$bundle_dir/lm.bin decoder.lexicon=$bundle_dir/lexicon.txt)
-  if [ -f "$exp_dir/tune_lm.json" ]; then  # the tuned pair, else conf/decoder/beam.yaml's
-    beam+=($(python -c 'import json, sys; b = json.load(open(sys.argv[1]))["best"]
-print("decoder.lm_weight=%s decoder.word_score=%s" % (b["lm_weight"], b["word_score"]))' "$exp_dir/tune_lm.json"))
-  fi
+  beam+=($(tuned_lm_overrides "$exp_dir/tune_lm.json"))  # the tuned pair, else conf/decoder/beam.yaml's
   for set in test test_unseen_voice; do
     log "stage 6: evaluate $bundle_dir/model.pt on $set, greedy and ${beam[*]}"
     python -m asr.evaluate manifest=$data_dir/$set.jsonl model=$bundle_dir/model.pt report_dir=$exp_dir/eval/$set-greedy
