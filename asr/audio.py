@@ -85,6 +85,31 @@ def load_audio(
     return wav
 
 
+def as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, what: str = "audio array") -> torch.Tensor:
+    """A 1-D waveform held in memory (float in [-1, 1], or int16/int32 PCM) at `sample_rate` Hz as mono float32
+    at the model's rate. Raises AudioError, naming `what`, for the wrong shape or type, no samples, NaN/inf."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    if not isinstance(audio, np.ndarray):
+        raise AudioError(f"{what}: expected a numpy array or torch tensor of samples, got {type(audio).__name__}")
+    if audio.ndim != 1:
+        raise AudioError(f"{what}: expected a 1-D mono waveform, got shape {tuple(audio.shape)} (mix the channels first)")
+    if audio.dtype.kind == "i" and audio.dtype.itemsize in (2, 4):
+        audio = audio / float(2 ** (8 * audio.dtype.itemsize - 1))  # PCM integers to [-1, 1)
+    elif audio.dtype.kind != "f":
+        raise AudioError(f"{what}: samples must be float, int16 or int32, got {audio.dtype}")
+    if audio.size == 0:
+        raise AudioError(f"{what}: contains no audio samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{what}: contains NaN or infinite samples")
+    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+        raise AudioError(f"{what}: sample_rate must be a positive integer, got {sample_rate!r}")
+    wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if sample_rate != SAMPLE_RATE:
+        wav = AF.resample(wav, int(sample_rate), SAMPLE_RATE)
+    return wav
+
+
 def audio_duration(path: str | os.PathLike) -> float:
     """Duration of an audio file in seconds, read from its header when soundfile can (no decode)."""
     path = Path(path)

@@ -5,6 +5,13 @@
     python -m asr.transcribe a.wav b.flac model=exp/small/best.pt decoder=beam output.format=json
     python -m asr.transcribe --info                                        # what the model is
 
+From Python (`asr.load_model` is this module's `load_model`):
+
+    import asr
+    model = asr.load_model()                          # the bundled model; or load_model("exp/small/best.pt", decoder="beam")
+    print(model.transcribe("meeting.wav").text)
+    model.transcribe(samples, sample_rate=8000)       # a 1-D numpy array or tensor
+
 Recordings are read in blocks and cut at pauses (librosa's energy-based split) into utterance-like
 segments of at most `segment.max_seconds`, which are transcribed in batches and stitched, so memory
 does not grow with the recording's length. A bad file is reported on stderr and skipped; the exit status is 1 if any failed.
@@ -13,10 +20,11 @@ does not grow with the recording's length. A bad file is reported on stderr and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import librosa
 import numpy as np
@@ -25,7 +33,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, as_waveform, audio_duration, load_audio
 from asr.bundle import Bundle, BundleError, load_bundle
 from asr.config import UsageError, load_config, pick_device, run_main, split_args
 from asr.data import ManifestError, read_manifest
@@ -48,9 +56,10 @@ class Segment:
 
 @dataclass
 class Transcript:
-    """What is known so far about one input file."""
+    """One input's transcript: its text, timed words and duration (and, while it is being made, what is pending).
+    `path` is None for audio given as an array; `error` is set when the input could not be used."""
 
-    path: Path
+    path: Path | None
     words: list[WordTiming] = field(default_factory=list)
     texts: list[tuple[float, str]] = field(default_factory=list)  # (segment start, text)
     duration: float = 0.0
@@ -63,7 +72,7 @@ class Transcript:
         return " ".join(t for _, t in sorted(self.texts) if t)
 
     def to_json(self) -> dict:
-        return {"audio_filepath": str(self.path), "duration": round(self.duration, 3), "text": self.text,
+        return {"audio_filepath": None if self.path is None else str(self.path), "duration": round(self.duration, 3), "text": self.text,
                 "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
                            "confidence": round(w.confidence, 4)} for w in self.words]}
 
@@ -128,14 +137,18 @@ def speech_regions(wave: np.ndarray, seg: DictConfig) -> list[tuple[int, int]]:
     return regions
 
 
-def segments_of(path: Path, source: int, cfg: DictConfig) -> Iterator[Segment]:
-    """Segments of one recording of any length, read block by block: the buffer never holds more than
-    about 2 × segment.max_seconds + segment.block_seconds of audio. A recording no longer than
-    segment.max_seconds is one segment."""
+def segments_of(audio: Path | torch.Tensor, source: int, cfg: DictConfig) -> Iterator[Segment]:
+    """Segments of one recording of any length (a file, or a 16 kHz waveform in memory), taken block by
+    block: the buffer never holds more than about 2 × segment.max_seconds + segment.block_seconds of audio.
+    A recording no longer than segment.max_seconds is one segment."""
     seg = cfg.segment
     max_samples = int(seg.max_seconds * SAMPLE_RATE)
+    if isinstance(audio, torch.Tensor):
+        blocks: Iterable[torch.Tensor] = audio.split(max(1, int(seg.block_seconds * SAMPLE_RATE)))
+    else:
+        blocks = read_blocks(audio, seg.block_seconds)
     buffer, offset = torch.zeros(0), 0  # offset: samples of the recording before buffer[0]
-    for block in read_blocks(path, seg.block_seconds):
+    for block in blocks:
         buffer = torch.cat([buffer, block])
         if len(buffer) <= 2 * max_samples:
             continue
@@ -260,31 +273,31 @@ def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
     print(decoder)
 
 
-def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device) -> list[Transcript]:
-    """Transcribe files in batches; outputs are written in input order, each as soon as its file and
-    all files before it are done."""
-    transcripts = [Transcript(p) for p in files]
-    many = len(files) > 1
-    bar = tqdm(total=len(files), unit="file", disable=None if many else True, file=sys.stderr)
-    done = [False] * len(files)
+def transcribe_inputs(inputs: Sequence[Path | torch.Tensor], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device,
+                      on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
+    """Transcribe files and/or 16 kHz waveforms, their segments sharing batches. `on_done` gets each
+    transcript that succeeded in input order, as soon as it and every input before it are finished; a
+    file that cannot be read is reported on stderr and gets `error`, and the others go on."""
+    transcripts = [Transcript(None if isinstance(x, torch.Tensor) else Path(x)) for x in inputs]
+    bar = tqdm(total=len(inputs), unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr)
+    done = [False] * len(inputs)
     next_out = 0
 
     def finish(i: int) -> None:
         nonlocal next_out
         done[i] = True
+        transcripts[i].words.sort(key=lambda w: w.start)
         bar.update(1)
         while next_out < len(transcripts) and done[next_out]:
-            out = transcripts[next_out]
-            if out.error is None:
-                out.words.sort(key=lambda w: w.start)
-                write_output(out, cfg, many)
+            if transcripts[next_out].error is None and on_done is not None:
+                on_done(transcripts[next_out])
             next_out += 1
 
     def all_segments() -> Iterator[Segment]:
-        for i, t in enumerate(transcripts):
+        for i, (t, audio) in enumerate(zip(transcripts, inputs)):
             try:
-                t.duration = audio_duration(t.path)
-                for seg in segments_of(t.path, i, cfg):
+                t.duration = len(audio) / SAMPLE_RATE if t.path is None else audio_duration(t.path)
+                for seg in segments_of(audio if t.path is None else t.path, i, cfg):
                     t.pending += 1
                     yield seg
             except AudioError as err:
@@ -310,11 +323,45 @@ def transcribe_files(files: list[Path], bundle: Bundle, decoder, cfg: DictConfig
     return transcripts
 
 
-def main(argv: list[str]) -> int:
-    """Entry point of `python -m asr.transcribe`."""
-    info = "--info" in argv
-    paths, overrides = split_args([a for a in argv if a != "--info"])
-    cfg = load_config("transcribe", overrides, plain_keys=("model",))
+class Transcriber:
+    """A loaded model bundle with its decoder and `conf/transcribe.yaml`'s settings: speech to text from Python.
+    Made by `load_model`; it does what `python -m asr.transcribe` does (segmenting at pauses, batching)."""
+
+    def __init__(self, bundle: Bundle, decoder, cfg: DictConfig, device: torch.device) -> None:
+        self.bundle, self.decoder, self.cfg, self.device = bundle, decoder, cfg, device
+
+    def transcribe(self, audio: str | os.PathLike | np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> Transcript:
+        """One recording: a path, or a 1-D waveform (float in [-1, 1] or int16/int32 PCM) at `sample_rate` Hz.
+        Returns its Transcript (`.text`, `.words` with start/end/confidence, `.duration`); raises AudioError."""
+        if isinstance(audio, (str, os.PathLike)):
+            [t] = transcribe_inputs([Path(audio)], self.bundle, self.decoder, self.cfg, self.device)
+        else:
+            [t] = transcribe_inputs([as_waveform(audio, sample_rate)], self.bundle, self.decoder, self.cfg, self.device)
+        if t.error:
+            raise AudioError(t.error)
+        return t
+
+    def transcribe_files(self, paths: Iterable[str | os.PathLike]) -> list[Transcript]:
+        """Many files at once, their segments sharing batches; one Transcript per path, in order. A file that
+        cannot be used gets `.error` (also printed on stderr) instead of stopping the others."""
+        return transcribe_inputs([Path(p) for p in paths], self.bundle, self.decoder, self.cfg, self.device)
+
+
+def load_model(model: str | os.PathLike | None = None, *, decoder: str | None = None, device: str | None = None,
+               overrides: Sequence[str] = ()) -> Transcriber:
+    """A Transcriber for a model bundle (None: the bundled model) with `decoder` (auto | greedy | beam; None: the
+    config's, auto), `device` (auto | cpu | cuda) and any other `conf/transcribe.yaml` overrides as on the command
+    line, e.g. `overrides=["decoder.beam_size=50", "segment.max_seconds=15"]`. Raises UsageError (a bad
+    override), BundleError or DecoderError."""
+    named = [f"decoder={decoder}"] * (decoder is not None) + [f"device={device}"] * (device is not None)
+    cfg = load_config("transcribe", [*named, *overrides], plain_keys=("model",))
+    if model is not None:
+        cfg.model = str(model)
+    return _transcriber(cfg)
+
+
+def _transcriber(cfg: DictConfig) -> Transcriber:
+    """Load what a transcribe config names: the bundle on its device, and its decoder."""
     cfg.decoder = resolve_auto(cfg.decoder, bundled_model=cfg.model is None)
     if cfg.output.format not in FORMATS:
         raise UsageError(f"output.format must be one of {', '.join(FORMATS)}, got {cfg.output.format!r}")
@@ -322,16 +369,26 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
     bundle = load_bundle(cfg.model, device)
+    return Transcriber(bundle, build_decoder(cfg.decoder, bundle.tokenizer, bundle.recognizer.frame_seconds), cfg, device)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `python -m asr.transcribe`."""
+    info = "--info" in argv
+    paths, overrides = split_args([a for a in argv if a != "--info"])
+    cfg = load_config("transcribe", overrides, plain_keys=("model",))
+    model = _transcriber(cfg)
     if info:
-        print_info(bundle, cfg.decoder)
+        print_info(model.bundle, cfg.decoder)
         return 0
     if not paths:
         raise UsageError("no input: python -m asr.transcribe FILE_OR_DIR_OR_MANIFEST... [key=value ...]")
     files = expand_inputs(paths)
     if not files:
         raise UsageError(f"no audio files found in {' '.join(paths)}")
-    decoder = build_decoder(cfg.decoder, bundle.tokenizer, bundle.recognizer.frame_seconds)
-    transcripts = transcribe_files(files, bundle, decoder, cfg, device)
+    many = len(files) > 1
+    transcripts = transcribe_inputs(files, model.bundle, model.decoder, cfg, device=model.device,
+                                    on_done=lambda t: write_output(t, cfg, many))
     failed = [t for t in transcripts if t.error]
     if failed and len(transcripts) > 1:
         print(f"{len(failed)} of {len(transcripts)} files failed", file=sys.stderr)

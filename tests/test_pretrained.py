@@ -67,6 +67,15 @@ def test_the_sample_is_nearly_right(decoder):
     assert rates.cer <= 0.10, (rates, result.stdout)
 
 
+def test_the_python_api_uses_the_bundled_model_and_lm():
+    """`asr.load_model()` with no arguments is the README's first command from Python: the same transcript."""
+    import asr
+
+    model = asr.load_model(overrides=["num_threads=1"])
+    assert model.bundle.path == ASSETS_DIR / "model.pt" and model.cfg.decoder.name == "beam"
+    assert model.transcribe(ROOT / "samples" / "sample.wav").text + "\n" == (ROOT / "samples" / "sample.txt").read_text()
+
+
 def test_info_shows_where_the_model_came_from():
     result = run("asr.transcribe", "--info")
     assert result.returncode == 0, result.stderr

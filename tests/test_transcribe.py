@@ -183,3 +183,88 @@ def test_lineage_of_an_older_bundle_without_creation_time():
     start = {"bundle": "b.pt", "steps": 5, "train_manifest": "t2.jsonl",
              "init_from": {"bundle": "a.pt", "created": "2026-01-02T03:04:05+00:00", "steps": 9, "epoch": 1}}
     assert lineage_summary(start) == "b.pt (5 steps; trained on t2.jsonl) <- a.pt of 2026-01-02 03:04 (9 steps, 1 epochs; trained on ?)"
+
+
+# The Python API: asr.load_model(...).transcribe(...), in this process.
+
+
+@pytest.fixture(scope="module")
+def api_model(tiny_model):
+    import asr
+
+    return asr.load_model(tiny_model, device="cpu")
+
+
+def test_api_transcribes_a_file_and_an_array_at_any_rate(api_model, speech_wav):
+    import librosa
+
+    t = api_model.transcribe(speech_wav)
+    assert t.text == "the cat sat on the mat" and t.path == speech_wav and t.error is None
+    assert [w.word for w in t.words] == t.text.split() and abs(t.duration - sf.info(speech_wav).duration) < 1e-6
+    pcm, sr = sf.read(speech_wav, dtype="int16")
+    assert api_model.transcribe(pcm, sample_rate=sr).text == t.text  # int16 PCM
+    wave = pcm.astype(np.float32) / 32768
+    at_48k = librosa.resample(wave, orig_sr=sr, target_sr=48000)
+    from_array = api_model.transcribe(torch.from_numpy(at_48k), sample_rate=48000)
+    assert from_array.text == t.text and from_array.path is None and abs(from_array.duration - t.duration) < 1e-3
+    assert from_array.to_json()["audio_filepath"] is None
+
+
+def test_api_array_of_a_long_recording_matches_the_file(api_model, long_recording):
+    """A waveform in memory is cut and stitched as its file is: the same words at the same times."""
+    path, _ = long_recording
+    short_segments = ["segment.max_seconds=6"]
+    import asr
+
+    model = asr.load_model(api_model.bundle.path, device="cpu", overrides=short_segments)
+    from_file, from_array = model.transcribe(path), model.transcribe(load_audio(path))
+    assert from_file.text and from_array.to_json() == {**from_file.to_json(), "audio_filepath": None}
+    assert len(from_file.texts) > 1  # it was cut into segments
+
+
+def test_api_many_files_with_a_bad_one(api_model, speech_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    wavs = [speech_dir / "wav" / f"utt0{i}.wav" for i in range(3)]
+    out = api_model.transcribe_files([wavs[0], broken, *wavs[1:]])
+    assert [t.text for t in out] == ["the cat sat on the mat", "", "she sells sea shells by the sea shore",
+                                     "a quick brown fox jumps over the lazy dog"]
+    assert [t.error is None for t in out] == [True, False, True, True] and "not a readable audio file" in out[1].error
+    assert "broken.wav: not a readable audio file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("audio,kwargs,message", [
+    (np.zeros((2, 16000), np.float32), {}, "expected a 1-D mono waveform, got shape (2, 16000)"),
+    (np.array([0.0, np.nan], np.float32), {}, "contains NaN or infinite samples"),
+    (np.zeros(0, np.float32), {}, "contains no audio samples"),
+    (np.zeros(16000, np.uint8), {}, "samples must be float, int16 or int32"),
+    ([0.0] * 16000, {}, "expected a numpy array or torch tensor"),
+    (np.zeros(16000, np.float32), {"sample_rate": 0}, "sample_rate must be a positive integer"),
+])
+def test_api_bad_arrays_are_one_line_errors(api_model, audio, kwargs, message):
+    from asr.audio import AudioError
+
+    with pytest.raises(AudioError, match=re.escape(message)) as err:
+        api_model.transcribe(audio, **kwargs)
+    assert str(err.value).startswith("audio array: ")
+
+
+def test_api_bad_options(tiny_model, tmp_path):
+    import asr
+    from asr.audio import AudioError
+    from asr.bundle import BundleError
+    from asr.config import UsageError
+
+    with pytest.raises(BundleError, match="no such model bundle"):
+        asr.load_model(tmp_path / "none.pt")
+    with pytest.raises(UsageError, match="decoder"):
+        asr.load_model(tiny_model, decoder="nonsense")
+    with pytest.raises(AudioError, match="missing.wav: no such file"):
+        asr.load_model(tiny_model).transcribe(tmp_path / "missing.wav")
+
+
+def test_import_asr_loads_the_api_only_when_asked():
+    code = ("import sys, asr, asr.audio; assert 'asr.transcribe' not in sys.modules; "
+            "asr.load_model; assert 'asr.transcribe' in sys.modules; print(asr.Transcriber.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "Transcriber\n", result.stderr
