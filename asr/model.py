@@ -2,7 +2,11 @@
 
 Input is a padded batch of feature frames with lengths; output is per-frame logits over the
 tokenizer's vocabulary (blank = 0) at 1/`subsampling_factor` of the feature frame rate.
-Padding costs nothing: the recurrent stack runs on packed sequences (cuDNN on GPU).
+Padding costs (almost) nothing and never changes a real frame's output. On CUDA the recurrent stack runs on
+packed sequences (cuDNN). On the CPU, PyTorch's packed-sequence LSTM falls back to a slow step-by-step kernel
+(its backward pass is 4x slower than on a padded batch), so there each direction runs on the padded batch, the
+reverse one on every sequence flipped within its own length: padding then always comes after a sequence's real
+frames, and the outputs equal the packed ones (`StackedRNN.forward_padded`; tests/test_model.py).
 """
 
 from __future__ import annotations
@@ -76,6 +80,22 @@ class StackedRNN(nn.Module):
         self.register_state_dict_post_hook(_layer_keys_to_stacked)
         self.register_load_state_dict_pre_hook(_stacked_keys_to_layers)
 
+    def forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Padded (B, T, input_size) with `lengths` → (B, T, 2 × hidden or projection size), zero past each length:
+        what the packed path computes, without packing (much faster on the CPU, where oneDNN's kernels run)."""
+        t = torch.arange(x.shape[1], device=x.device)[None, :]
+        valid = t < lengths.to(x.device)[:, None]
+        flip = torch.where(valid, lengths.to(x.device)[:, None] - 1 - t, t)[:, :, None]  # reverses each sequence in place
+
+        def reverse(y: torch.Tensor) -> torch.Tensor:
+            return y.gather(1, flip.expand(-1, -1, y.shape[2]))
+
+        for k, layer in enumerate(self.layers):
+            if k:
+                x = self.dropout(x)
+            x = torch.cat([_one_direction(layer, x, ""), reverse(_one_direction(layer, reverse(x), "_reverse"))], dim=-1)
+        return x * valid[:, :, None]
+
     def forward(self, x: PackedSequence | torch.Tensor) -> PackedSequence | torch.Tensor:
         """Packed (B, T, input_size) → packed (B, T, 2 × hidden or projection size); a plain tensor in gives a
         plain tensor out (every sequence then runs all T steps)."""
@@ -84,6 +104,18 @@ class StackedRNN(nn.Module):
                 x = x._replace(data=self.dropout(x.data)) if isinstance(x, PackedSequence) else self.dropout(x)
             x, _ = layer(x)
         return x
+
+
+def _one_direction(layer: nn.LSTM | nn.GRU, x: torch.Tensor, suffix: str) -> torch.Tensor:
+    """One direction of a single-layer bidirectional `layer` (`suffix` "" or "_reverse": whose weights) run forward
+    in time over the batch-first `x`, from a zero state: the ATen op nn.LSTM/nn.GRU call, given one direction's weights."""
+    names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] + (["weight_hr"] if getattr(layer, "proj_size", 0) else [])
+    weights = [getattr(layer, f"{name}_l0{suffix}") for name in names]
+    h0 = x.new_zeros(1, x.shape[0], getattr(layer, "proj_size", 0) or layer.hidden_size)
+    # (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+    if isinstance(layer, nn.LSTM):
+        return torch.lstm(x, (h0, x.new_zeros(1, x.shape[0], layer.hidden_size)), weights, True, 1, 0.0, layer.training, False, True)[0]
+    return torch.gru(x, h0, weights, True, 1, 0.0, layer.training, False, True)[0]
 
 
 _LAYER_KEY = re.compile(r"layers\.(\d+)\.(\w+?)_l0(_reverse)?$")
@@ -165,9 +197,11 @@ class AcousticModel(nn.Module):
         """(B, T, F) features and lengths → (B, T', V) logits and output lengths."""
         x = self.frontend(feats)
         out_lengths = self.output_lengths(lengths).clamp(max=x.shape[1])
-        packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        y = self.rnn(packed)
-        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        if x.is_cuda:
+            packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = pad_packed_sequence(self.rnn(packed), batch_first=True, total_length=x.shape[1])
+        else:
+            y = self.rnn.forward_padded(x, out_lengths)
         return self._top(y, out_lengths), out_lengths
 
     def forward_unpadded(self, feats: torch.Tensor) -> torch.Tensor:

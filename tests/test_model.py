@@ -62,3 +62,28 @@ def test_stacked_rnn_is_a_multi_layer_rnn_with_its_own_dropout(rnn_type, project
     first = stacked(packed).data
     torch.manual_seed(1)
     assert torch.equal(stacked(packed).data, first) and not torch.equal(first, reference(packed)[0].data)
+
+
+@pytest.mark.parametrize("rnn_type,projection_size", [("lstm", 0), ("gru", 0), ("lstm", 16)])
+def test_the_cpu_padded_path_computes_what_packing_computes(rnn_type, projection_size):
+    """forward_padded (each direction on the padded batch, the reverse one on sequences flipped within their lengths)
+    gives the packed path's outputs and gradients, whatever the padding holds, and zeros past each length."""
+    torch.manual_seed(0)
+    stacked = StackedRNN(rnn_type, 40, 32, 3, 0.0, projection_size).train()
+    lengths = torch.tensor([30, 50, 7, 1])
+    x = torch.randn(4, 50, 40)
+    x[torch.arange(50)[None, :] >= lengths[:, None]] = 123.0  # garbage in the padding
+    outputs, grads = [], []
+    for padded in (False, True):
+        stacked.zero_grad()
+        if padded:
+            y = stacked.forward_padded(x, lengths)
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            y = pad_packed_sequence(stacked(packed), batch_first=True, total_length=50)[0]
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        outputs.append(y.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in stacked.parameters()]))
+    assert outputs[1].shape == (4, 50, 2 * (projection_size or 32))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5) and torch.allclose(grads[0], grads[1], atol=1e-4)
+    assert not outputs[1][torch.arange(50)[None, :] >= lengths[:, None]].any()

@@ -1,6 +1,7 @@
 """Training throughput: the real pipeline against the compute-bound ceiling, measured in the same run.
 
     python tools/bench_train.py manifest=data/synthetic/train.jsonl model=small steps=20
+    python tools/bench_train.py ... trainer.precision=bf16      # under bf16 autocast, as asr.train runs it
 
 pipeline: DataLoader reading audio files (speed-perturbing them with data.speed_factors=[0.9,1.0,1.1])
           → log-mel + SpecAugment on the device → model → CTC loss → backward → AdamW step (exactly
@@ -24,7 +25,7 @@ from asr.bundle import build_recognizer
 from asr.config import load_config, pick_device, run_main, split_args
 from asr.data import BucketBatchSampler, ManifestError, SpeechDataset, collate, filter_utterances, read_manifest
 from asr.text import CharTokenizer
-from asr.train import batch_to, ctc_loss, make_optimizer, speed_factor_list
+from asr.train import batch_to, ctc_loss, make_optimizer, pick_precision, speed_factor_list
 
 DEFAULTS = {"manifest": "data/synthetic/train.jsonl", "steps": 20, "warmup": 3, "rounds": 3}
 
@@ -51,15 +52,17 @@ def main(argv: list[str]) -> int:
                                  speed_factors=speed_factors)
     steps, warmup = int(opts["steps"]), int(opts["warmup"])
     optimizer = make_optimizer(recognizer, cfg.optim)
+    amp = pick_precision(cfg.trainer.precision, device)
     print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters, "
-          f"device {device}, threads {torch.get_num_threads()}, workers {cfg.data.num_workers}, "
+          f"device {device}, precision {amp or torch.float32}, threads {torch.get_num_threads()}, workers {cfg.data.num_workers}, "
           f"max_batch_seconds {cfg.data.max_batch_seconds}, speed factors {speed_factors}", file=sys.stderr)
 
     def step(feats_or_waves: torch.Tensor, lengths: torch.Tensor, batch: dict, raw: bool) -> None:
-        if raw:
-            logits, out_lengths = recognizer(feats_or_waves, lengths)
-        else:
-            logits, out_lengths = recognizer.model(feats_or_waves, lengths)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            if raw:
+                logits, out_lengths = recognizer(feats_or_waves, lengths)
+            else:
+                logits, out_lengths = recognizer.model(feats_or_waves, lengths)
         loss, tokens = ctc_loss(logits, out_lengths, batch)
         optimizer.zero_grad(set_to_none=True)
         (loss / tokens).backward()
