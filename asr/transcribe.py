@@ -274,10 +274,10 @@ def print_info(bundle: Bundle, decoder_cfg: DictConfig) -> None:
 
 
 def transcribe_inputs(inputs: Sequence[Path | torch.Tensor], bundle: Bundle, decoder, cfg: DictConfig, device: torch.device,
-                      on_done: Callable[[Transcript], None] | None = None) -> list[Transcript]:
+                      on_done: Callable[[Transcript], None] | None = None, report: bool = True) -> list[Transcript]:
     """Transcribe files and/or 16 kHz waveforms, their segments sharing batches. `on_done` gets each
     transcript that succeeded in input order, as soon as it and every input before it are finished; a
-    file that cannot be read is reported on stderr and gets `error`, and the others go on."""
+    file that cannot be read gets `error` (printed on stderr if `report`), and the others go on."""
     transcripts = [Transcript(None if isinstance(x, torch.Tensor) else Path(x)) for x in inputs]
     bar = tqdm(total=len(inputs), unit="file", disable=None if len(inputs) > 1 else True, file=sys.stderr)
     done = [False] * len(inputs)
@@ -302,7 +302,8 @@ def transcribe_inputs(inputs: Sequence[Path | torch.Tensor], bundle: Bundle, dec
                     yield seg
             except AudioError as err:
                 t.error = str(err)
-                print(f"error: {err}", file=sys.stderr)
+                if report:
+                    print(f"error: {err}", file=sys.stderr)
             t.read_done = True
             if t.pending == 0:
                 finish(i)
@@ -334,7 +335,7 @@ class Transcriber:
         """One recording: a path, or a 1-D waveform (float in [-1, 1] or int16/int32 PCM) at `sample_rate` Hz.
         Returns its Transcript (`.text`, `.words` with start/end/confidence, `.duration`); raises AudioError."""
         if isinstance(audio, (str, os.PathLike)):
-            [t] = transcribe_inputs([Path(audio)], self.bundle, self.decoder, self.cfg, self.device)
+            [t] = transcribe_inputs([Path(audio)], self.bundle, self.decoder, self.cfg, self.device, report=False)
         else:
             [t] = transcribe_inputs([as_waveform(audio, sample_rate)], self.bundle, self.decoder, self.cfg, self.device)
         if t.error:

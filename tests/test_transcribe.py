@@ -249,7 +249,7 @@ def test_api_bad_arrays_are_one_line_errors(api_model, audio, kwargs, message):
     assert str(err.value).startswith("audio array: ")
 
 
-def test_api_bad_options(tiny_model, tmp_path):
+def test_api_bad_options(tiny_model, tmp_path, capsys):
     import asr
     from asr.audio import AudioError
     from asr.bundle import BundleError
@@ -261,6 +261,7 @@ def test_api_bad_options(tiny_model, tmp_path):
         asr.load_model(tiny_model, decoder="nonsense")
     with pytest.raises(AudioError, match="missing.wav: no such file"):
         asr.load_model(tiny_model).transcribe(tmp_path / "missing.wav")
+    assert capsys.readouterr().err == ""  # raised, not also printed
 
 
 def test_import_asr_loads_the_api_only_when_asked():

@@ -47,7 +47,10 @@ def main(argv: list[str]) -> int:
     for key, _, value in (o.partition("=") for o in overrides):
         if key not in DEFAULTS:
             raise UsageError(f"unknown option {key!r}; options: {', '.join(DEFAULTS)}")
-        opts[key] = type(DEFAULTS[key])(value)
+        try:
+            opts[key] = type(DEFAULTS[key])(value)
+        except ValueError:
+            raise UsageError(f"{key} must be a {type(DEFAULTS[key]).__name__}, got {value!r}") from None
     preset = CONF_DIR / "model" / f"{opts['model']}.yaml"
     if not preset.is_file():
         raise UsageError(f"no model preset {preset}")
