@@ -4,9 +4,10 @@ Input is a padded batch of feature frames with lengths; output is per-frame logi
 tokenizer's vocabulary (blank = 0) at 1/`subsampling_factor` of the feature frame rate.
 Padding costs (almost) nothing and never changes a real frame's output. On CUDA the recurrent stack runs on
 packed sequences (cuDNN). On the CPU, PyTorch's packed-sequence LSTM falls back to a slow step-by-step kernel
-(its backward pass is 4x slower than on a padded batch), so there each direction runs on the padded batch, the
-reverse one on every sequence flipped within its own length: padding then always comes after a sequence's real
-frames, and the outputs equal the packed ones (`StackedRNN.forward_padded`; tests/test_model.py).
+(a training step of `medium` 2-5x slower than on the padded batch: tools/bench_rnn.py), so there each
+direction runs on the padded batch, the reverse one on every sequence flipped within its own length: padding
+then always comes after a sequence's real frames, and the outputs equal the packed ones
+(`StackedRNN.forward_padded`; tests/test_model.py).
 """
 
 from __future__ import annotations
