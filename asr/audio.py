@@ -75,19 +75,14 @@ def load_audio(
         if shutil.which("ffmpeg") is None:
             raise AudioError(f"{path}: not a readable audio file ({err}); install ffmpeg for other formats") from None
         data, sr = _read_ffmpeg(path, offset, duration, sample_rate)
-    if data.size == 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    if sr != sample_rate:
-        wav = AF.resample(wav, sr, sample_rate)
-    return wav
+    return as_waveform(data.mean(axis=1), sr, what=str(path), target_rate=sample_rate)
 
 
-def as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, what: str = "audio array") -> torch.Tensor:
-    """A 1-D waveform held in memory (float in [-1, 1], or int16/int32 PCM) at `sample_rate` Hz as mono float32
-    at the model's rate. Raises AudioError, naming `what`, for the wrong shape or type, no samples, NaN/inf."""
+def as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE, what: str = "audio array",
+                target_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """A 1-D waveform (float in [-1, 1], or int16/int32 PCM) at `sample_rate` Hz as mono float32 at `target_rate`.
+    Raises AudioError, naming `what` (an array, or the file it was read from), for the wrong shape or type, no
+    samples, NaN/inf."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().numpy()
     if not isinstance(audio, np.ndarray):
@@ -105,8 +100,8 @@ def as_waveform(audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE
     if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise AudioError(f"{what}: sample_rate must be a positive integer, got {sample_rate!r}")
     wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    if sample_rate != SAMPLE_RATE:
-        wav = AF.resample(wav, int(sample_rate), SAMPLE_RATE)
+    if sample_rate != target_rate:
+        wav = AF.resample(wav, int(sample_rate), target_rate)
     return wav
 
 

@@ -194,13 +194,14 @@ class AcousticModel(nn.Module):
         """Output frames for inputs of `lengths` feature frames."""
         return torch.div(lengths + self.subsampling_factor - 1, self.subsampling_factor, rounding_mode="floor")
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F) features and lengths → (B, T', V) logits and output lengths."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, packed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) features and lengths → (B, T', V) logits and output lengths. `packed`: run the recurrent stack on
+        packed sequences (True) or the padded batch (False); None picks packed on CUDA, padded elsewhere."""
         x = self.frontend(feats)
         out_lengths = self.output_lengths(lengths).clamp(max=x.shape[1])
-        if x.is_cuda:
-            packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-            y, _ = pad_packed_sequence(self.rnn(packed), batch_first=True, total_length=x.shape[1])
+        if x.is_cuda if packed is None else packed:
+            seq = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = pad_packed_sequence(self.rnn(seq), batch_first=True, total_length=x.shape[1])
         else:
             y = self.rnn.forward_padded(x, out_lengths)
         return self._top(y, out_lengths), out_lengths

@@ -101,14 +101,7 @@ def read_blocks(path: Path, block_seconds: float) -> Iterator[torch.Tensor]:
         load_audio(path)  # raises the standard "contains no audio samples" error
     block = max(1, int(block_seconds * info.samplerate))
     for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-        if not np.isfinite(data).all():
-            raise AudioError(f"{path}: contains NaN or infinite samples")
-        wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-        if info.samplerate != SAMPLE_RATE:
-            import torchaudio.functional as AF
-
-            wave = AF.resample(wave, info.samplerate, SAMPLE_RATE)
-        yield wave
+        yield as_waveform(data.mean(axis=1), info.samplerate, what=str(path))
 
 
 def speech_regions(wave: np.ndarray, seg: DictConfig) -> list[tuple[int, int]]:

@@ -87,3 +87,12 @@ def test_the_cpu_padded_path_computes_what_packing_computes(rnn_type, projection
     assert outputs[1].shape == (4, 50, 2 * (projection_size or 32))
     assert torch.allclose(outputs[0], outputs[1], atol=1e-5) and torch.allclose(grads[0], grads[1], atol=1e-4)
     assert not outputs[1][torch.arange(50)[None, :] >= lengths[:, None]].any()
+
+
+def test_the_model_gives_the_same_logits_on_either_path():
+    torch.manual_seed(0)
+    model = AcousticModel(80, 29, hidden_size=32, num_layers=2, dropout=0.0).eval()
+    feats, lengths = torch.randn(3, 60, 80), torch.tensor([60, 41, 5])
+    (packed, n1), (padded, n2) = model(feats, lengths, packed=True), model(feats, lengths, packed=False)
+    valid = torch.arange(packed.shape[1])[None, :] < n1[:, None]
+    assert torch.equal(n1, n2) and torch.allclose(packed[valid], padded[valid], atol=1e-5)

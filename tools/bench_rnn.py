@@ -19,25 +19,12 @@ import time
 
 import torch
 from omegaconf import OmegaConf
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.config import CONF_DIR, UsageError, run_main, split_args
 from asr.model import AcousticModel
 
 DEFAULTS = {"model": "medium", "batch": 24, "seconds": 10.0, "rounds": 3, "threads": 2, "vocab": 29, "n_mels": 80}
 FRAMES_PER_SECOND = 100  # feature frames (10 ms hop)
-
-
-def forward(model: AcousticModel, feats: torch.Tensor, lengths: torch.Tensor, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """AcousticModel.forward with the recurrent path chosen: packed sequences or forward_padded."""
-    x = model.frontend(feats)
-    out_lengths = model.output_lengths(lengths).clamp(max=x.shape[1])
-    if packed:
-        y = model.rnn(pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False))
-        y = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])[0]
-    else:
-        y = model.rnn.forward_padded(x, out_lengths)
-    return model._top(y, out_lengths), out_lengths
 
 
 def main(argv: list[str]) -> int:
@@ -69,14 +56,14 @@ def main(argv: list[str]) -> int:
     def train_step(packed: bool, bf16: bool) -> None:
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits, out_lengths = forward(model, feats, lengths, packed)
+            logits, out_lengths = model(feats, lengths, packed=packed)
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
         torch.nn.functional.ctc_loss(log_probs, targets, out_lengths, target_lengths, zero_infinity=True).backward()
 
     @torch.no_grad()
     def infer(packed: bool, bf16: bool) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            forward(model.eval(), feats, lengths, packed)
+            model.eval()(feats, lengths, packed=packed)
         model.train()
 
     arms = [(packed, bf16) for bf16 in (False, True) for packed in (True, False)]
