@@ -47,6 +47,7 @@ from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, tokenizer
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # a run stops cleanly on these (StopSignal), its workers ignore them
 CHECKPOINT_VERSION = 1
+OUTPUT_LAYER_PREFIX = "model.head."  # Recognizer state keys of the output layer, the part init_tokenizer=new starts afresh
 
 
 @dataclass
@@ -301,7 +302,10 @@ def main(argv: list[str]) -> int:
     train_manifests = manifest_list(cfg.data.train_manifest)
     train_source = " + ".join(train_manifests)
     train_entries = [e for m in train_manifests for e in read_manifest(m)]
-    tokenizer = (tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else init.tokenizer if init
+    if cfg.init_tokenizer not in ("bundle", "new"):
+        raise UsageError(f"init_tokenizer must be bundle or new, got {cfg.init_tokenizer!r}")
+    new_tokenizer = bool(init) and cfg.init_tokenizer == "new"
+    tokenizer = (tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else init.tokenizer if init and not new_tokenizer
                  else make_tokenizer(cfg, train_entries))
     config = model_config(cfg)
     if checkpoint and checkpoint["config"] != config:
@@ -316,9 +320,15 @@ def main(argv: list[str]) -> int:
     # where a fine-tuned run started: written into best.pt's provenance, carried across resumes by last.pt;
     # the bundled model by its path in the package, not this machine's absolute one
     if init:  # the bundle's weights and CMVN, this run's augmentation settings
-        recognizer.load_state_dict(init.recognizer.state_dict())
+        weights = init.recognizer.state_dict()
+        if new_tokenizer:  # a new output layer for the new units: keep this run's (seeded) initialization of it
+            weights = {k: v for k, v in weights.items() if not k.startswith(OUTPUT_LAYER_PREFIX)}
+        missing, _ = recognizer.load_state_dict(weights, strict=not new_tokenizer)
+        assert all(k.startswith(OUTPUT_LAYER_PREFIX) for k in missing), missing
         start = init.path.relative_to(ASSETS_DIR.parent.parent) if cfg.init_from == "bundled" else init.path
         lineage = {"bundle": str(start), **init.provenance}
+        if new_tokenizer:
+            lineage["new_tokenizer"] = tokenizer.kind
     else:
         lineage = (checkpoint or {}).get("init_from")
     frame_rate = recognizer.output_frame_rate
@@ -333,7 +343,9 @@ def main(argv: list[str]) -> int:
     if world.main:
         hours = sum(e.duration for e in train) / 3600
         if init:
-            print(f"initialized from {init.path} ({init.provenance.get('steps', '?')} steps): weights, tokenizer, "
+            taken = (f"weights but the output layer; a new {tokenizer.kind} tokenizer ({len(tokenizer)} units)"
+                     if new_tokenizer else "weights, tokenizer")
+            print(f"initialized from {init.path} ({init.provenance.get('steps', '?')} steps): {taken}, "
                   f"features/model config (augmentation: this run's)", file=sys.stderr)
         print(f"model: {recognizer.model.num_parameters() / 1e6:.2f} M parameters; train {len(train)} utterances "
               f"({hours:.2f} h), dev {len(dev)}; device {device}, precision {amp or torch.float32}, world {world.world_size}",

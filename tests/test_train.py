@@ -261,6 +261,29 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     assert metrics(tmp_path / "fresh")[0]["dev_cer"] > 0.5
 
 
+@pytest.mark.slow
+def test_a_new_tokenizer_keeps_the_bundles_encoder(speech_dir, trained_run, tmp_path):
+    """init_tokenizer=new: the memorized char model's encoder under a new BPE output layer learns the utterances in
+    a few dozen steps, where the same steps from random weights do not; the bundle has the new units and says so."""
+    common = {"model.hidden_size": 128, "features.normalize": "global", "tokenizer": "bpe", "bpe_vocab_size": 40,
+              "trainer.max_steps": 120, "trainer.val_every": 40}
+    out, fresh = tmp_path / "bpe_on_char", tmp_path / "bpe_fresh"
+    assert train.main(overrides(speech_dir, out, init_from=trained_run / "best.pt", init_tokenizer="new", **common)) == 0
+    assert train.main(overrides(speech_dir, fresh, **common)) == 0
+    tuned = load_bundle(out / "best.pt")
+    assert tuned.tokenizer.kind == "sentencepiece" and len(tuned.tokenizer) == 41
+    assert tuned.recognizer.model.head.out_features == 41
+    assert tuned.provenance["init_from"]["new_tokenizer"] == "sentencepiece"
+    info = subprocess.run([sys.executable, "-m", "asr.transcribe", "--info", f"model={out / 'best.pt'}"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "; a new sentencepiece output layer on it)" in info.stdout and "tokenizer: sentencepiece (41 units)" in info.stdout
+    transferred, scratch = metrics(out)[-1]["dev_cer"], metrics(fresh)[-1]["dev_cer"]
+    assert transferred < 0.5 * scratch, (transferred, scratch)
+    bad = run_cli(*overrides(speech_dir, tmp_path / "bad", init_tokenizer="keep"))
+    assert bad.returncode == 2 and "init_tokenizer must be bundle or new, got 'keep'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_dir, tmp_path):
     """init_from=bundled: the lineage names asr/assets/model.pt, not the absolute path of the machine that trained.
     Augmentation (VTLP, SpecAugment) may differ from the bundle's: the new bundle records this run's."""
