@@ -264,7 +264,7 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
 @pytest.mark.slow
 def test_a_new_tokenizer_keeps_the_bundles_encoder(speech_dir, trained_run, tmp_path):
     """init_tokenizer=new: the memorized char model's encoder under a new BPE output layer learns the utterances in
-    a few dozen steps, where the same steps from random weights do not; the bundle has the new units and says so."""
+    120 steps, where the same steps from random weights do not; the bundle has the new units and says so."""
     common = {"model.hidden_size": 128, "features.normalize": "global", "tokenizer": "bpe", "bpe_vocab_size": 40,
               "trainer.max_steps": 120, "trainer.val_every": 40}
     out, fresh = tmp_path / "bpe_on_char", tmp_path / "bpe_fresh"
