@@ -278,6 +278,10 @@ def main(argv: list[str]) -> int:
     if paths:
         raise UsageError(f"asr.train takes only key=value overrides, got {' '.join(paths)!r}")
     cfg = load_config("train", overrides)
+    if cfg.init_tokenizer not in ("bundle", "new"):
+        raise UsageError(f"init_tokenizer must be bundle or new, got {cfg.init_tokenizer!r}")
+    if cfg.init_tokenizer == "new" and not cfg.init_from:
+        raise UsageError("init_tokenizer=new needs init_from (a bundle whose encoder the new output layer goes on)")
     tr = cfg.trainer
     if tr.snapshot_every and tr.keep_snapshots < 1:
         raise UsageError(f"trainer.keep_snapshots must be at least 1 when trainer.snapshot_every is on, got {tr.keep_snapshots}")
@@ -302,8 +306,6 @@ def main(argv: list[str]) -> int:
     train_manifests = manifest_list(cfg.data.train_manifest)
     train_source = " + ".join(train_manifests)
     train_entries = [e for m in train_manifests for e in read_manifest(m)]
-    if cfg.init_tokenizer not in ("bundle", "new"):
-        raise UsageError(f"init_tokenizer must be bundle or new, got {cfg.init_tokenizer!r}")
     new_tokenizer = bool(init) and cfg.init_tokenizer == "new"
     tokenizer = (tokenizer_from_dict(checkpoint["tokenizer"]) if checkpoint else init.tokenizer if init and not new_tokenizer
                  else make_tokenizer(cfg, train_entries))

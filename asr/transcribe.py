@@ -244,8 +244,8 @@ def lineage_summary(start: dict) -> str:
     while isinstance(start, dict):
         done = ", ".join(f"{start[k]} {name}" for k, name in (("steps", "steps"), ("epoch", "epochs")) if k in start)
         created = f" of {start['created'][:16].replace('T', ' ')}" if start.get("created") else ""
-        relabelled = f"; a new {start['new_tokenizer']} output layer on it" if start.get("new_tokenizer") else ""
-        parts.append(f"{start.get('bundle')}{created} ({done}; trained on {start.get('train_manifest', '?')}{relabelled})")
+        new_head = f"; a new {start['new_tokenizer']} output layer on it" if start.get("new_tokenizer") else ""
+        parts.append(f"{start.get('bundle')}{created} ({done}; trained on {start.get('train_manifest', '?')}{new_head})")
         start = start.get("init_from")
     return " <- ".join(parts)
 

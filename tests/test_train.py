@@ -282,6 +282,9 @@ def test_a_new_tokenizer_keeps_the_bundles_encoder(speech_dir, trained_run, tmp_
     bad = run_cli(*overrides(speech_dir, tmp_path / "bad", init_tokenizer="keep"))
     assert bad.returncode == 2 and "init_tokenizer must be bundle or new, got 'keep'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    alone = run_cli(*overrides(speech_dir, tmp_path / "alone", init_tokenizer="new"))
+    assert alone.returncode == 2 and "init_tokenizer=new needs init_from" in alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1
 
 
 def test_fine_tuning_the_bundled_model_records_its_path_in_the_package(speech_dir, tmp_path):
