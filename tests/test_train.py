@@ -171,7 +171,7 @@ def test_sigterm_saves_and_resume_continues(speech_dir, tmp_path):
     assert torch.load(out / "last.pt", weights_only=True)["state"]["step"] == step + 5
 
 
-WORKER_RACE = """
+SIGNAL_AT_WORKER_START = """
 import os, signal, sys
 from torch.utils.data import DataLoader
 from asr import train
@@ -191,7 +191,7 @@ def test_a_stop_signal_while_workers_start_does_not_kill_them():
     """SIGTERM to the process group in the moment between a DataLoader worker's fork and its worker_init_fn:
     with the signals held back while forking (start_batches) the worker lives and the main process gets it."""
     def run(mode: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", WORKER_RACE, mode], capture_output=True, text=True, timeout=60,
+        return subprocess.run([sys.executable, "-c", SIGNAL_AT_WORKER_START, mode], capture_output=True, text=True, timeout=60,
                               start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     held = run("held")
     assert held.returncode == 0 and held.stdout.split() == ["8", "True"], held.stderr[-2000:]
