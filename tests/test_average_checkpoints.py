@@ -8,9 +8,10 @@ import torch
 
 from asr import train
 from asr.bundle import load_bundle
-from conftest import tiny_train_overrides
+from conftest import ROOT, load_script, tiny_train_overrides
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "average_checkpoints.py"
+package_model = load_script("package_model", ROOT / "tools" / "package_model.py")
 
 
 def average(*args) -> subprocess.CompletedProcess:
@@ -36,6 +37,16 @@ def test_snapshots_average_into_a_bundle_with_the_mean_weights(speech_dir, tmp_p
         expected = (sa[key].double() + sb[key].double()) / 2 if s[key].is_floating_point() else sb[key]
         assert torch.allclose(s[key].double(), expected, atol=1e-7), key
     assert avg.provenance["averaged"] == [6, 9] and "dev_wer" not in avg.provenance  # no number that is not its own
+    # the run's training time so far travels with the average (a copy of it elsewhere still knows it)
+    assert avg.provenance["train_wall_hours"] == package_model.train_wall_hours(run) is not None
+
+    # --fp16: the same mean, stored in half precision (as the bundled model), loaded back as fp32
+    result = average(run / "snapshots" / "step-6.pt", run / "snapshots" / "step-9.pt", "-o", tmp_path / "avg16.pt", "--fp16")
+    assert result.returncode == 0, result.stderr
+    stored = torch.load(tmp_path / "avg16.pt", weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    for key, value in load_bundle(tmp_path / "avg16.pt").recognizer.state_dict().items():
+        assert torch.equal(value, s[key].half().float() if value.is_floating_point() else s[key]), key
 
     # best.pt (validated at step 9) averaged with last.pt (the same weights, as a training checkpoint):
     # --dev re-measures exactly what the trainer measured

@@ -91,3 +91,9 @@ def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, 
     (second / "tb").symlink_to(tiny_model.parent / "tb")
     lineage = {"bundle": str(run / "best.pt"), **load_bundle(run / "best.pt").provenance}
     assert package_model.total_wall_hours(second, lineage) == round(3 * own, 2)
+    # started from a copy of an average away from its run (no events beside it): the copy's own record counts
+    copy = tmp_path / "checkpoints" / "round1.pt"
+    copy.parent.mkdir()
+    save_bundle(copy, bundle.recognizer, bundle.tokenizer, bundle.config, {**bundle.provenance, "train_wall_hours": 2.25})
+    started = {"bundle": str(copy), **{k: v for k, v in bundle.provenance.items() if k != "train_wall_hours"}}
+    assert package_model.total_wall_hours(second, started) == round(own + 2.25, 2)

@@ -2,16 +2,20 @@
 """Average the weights of several checkpoints of one run into one bundle (icefall's --avg, NeMo's checkpoint averaging).
 
     python tools/average_checkpoints.py $(ls exp/medium/snapshots/step-*.pt | sort -V | tail -n 5) \\
-        -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--data synthetic] [--dev-max 500]
+        -o exp/medium/avg.pt [--dev data/synthetic/dev.jsonl] [--data synthetic] [--dev-max 500] [--fp16]
 
 Inputs are bundles (best.pt, the snapshots that `trainer.snapshot_every` writes) or training checkpoints
 (last.pt), all with the same features/model config and vocabulary; their augmentation settings (SpecAugment's,
 VTLP's) may differ, so fine-tunings of one model with other augmentation can be averaged too (a "model soup").
 Floating-point weights are averaged in float64 and written as float32; integer buffers are taken from the last
-input. The output is a bundle whose config and provenance are the last input's (give them oldest first) with
+input (--fp16 stores the averaged floating-point weights as fp16, as the bundled model is: half the size, loaded
+back as fp32). The output is a bundle whose config and provenance are the last input's (give them oldest first) with
 `averaged` = the inputs' steps; `dev_wer` and `dev_cer` are dropped because they described one input, or
 re-measured on --dev (greedy, as the trainer validates, with conf/data/<--data>.yaml's batch size and
 dev_max_utterances), so `python -m asr.transcribe --info` never shows a number that is not the average's.
+`train_wall_hours` records the run's wall-clock training time so far (tools/package_model.py's count: its
+TensorBoard events plus, when it was fine-tuned, its starting bundle's), so a copy of the average away from its
+run (a checkpoint to fine-tune from in a later session) still carries it.
 
 An average is usually better than each snapshot in it (README, Checkpoint averaging, has measurements), but
 not always: check it with --dev or `python -m asr.evaluate model=AVG ...` before using it.
@@ -34,6 +38,12 @@ from asr.bundle import BundleError, build_recognizer, inference_config, load_ten
 from asr.config import UsageError, fail, load_config  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.text import tokenizer_from_dict  # noqa: E402
+from package_model import total_wall_hours  # noqa: E402  (tools/, this script's folder)
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run folder of a checkpoint: RUN/best.pt, RUN/last.pt, RUN/snapshots/step-N.pt."""
+    return path.parent.parent if path.parent.name == "snapshots" else path.parent
 
 
 def read_weights(path: Path) -> tuple[dict, dict, dict, dict]:
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", help="manifest to re-measure greedy dev WER/CER on (written into the provenance)")
     parser.add_argument("--data", default="synthetic", help="conf/data preset for --dev: batch size, default --dev-max")
     parser.add_argument("--dev-max", type=int, help="at most this many --dev utterances (0: all; default: the preset's dev_max_utterances)")
+    parser.add_argument("--fp16", action="store_true", help="store the averaged weights as fp16 (half the file; loaded back as fp32)")
     args = parser.parse_args(argv)
     if len(args.inputs) < 2:
         fail("average_checkpoints: give at least two checkpoints to average")
@@ -97,16 +108,22 @@ def main(argv: list[str] | None = None) -> int:
         state = average_state_dicts([w for _, _, w, _ in loaded])
         tokenizer = tokenizer_from_dict(tokenizer_dict)
         recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
+        if args.fp16:  # round before --dev measures, so its numbers are the stored weights'
+            state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
         recognizer.load_state_dict(state)
-        provenance = {k: v for k, v in loaded[-1][3].items() if k not in ("dev_wer", "dev_cer", "dev_manifest")}
+        dropped = ("dev_wer", "dev_cer", "dev_manifest", "train_wall_hours")  # they described the last input
+        provenance = {k: v for k, v in loaded[-1][3].items() if k not in dropped}
         provenance["averaged"] = [prov.get("steps") for _, _, _, prov in loaded]
+        hours = total_wall_hours(run_dir_of(args.inputs[-1]), provenance.get("init_from"))
+        if hours is not None:
+            provenance["train_wall_hours"] = hours
         if args.dev:
             data = load_config("train", [f"data={args.data}"]).data
             dev_max = data.dev_max_utterances if args.dev_max is None else args.dev_max
             provenance.update(measure_dev(recognizer, tokenizer, args.dev, dev_max or None, data.max_batch_seconds))
     except (BundleError, ManifestError, AudioError, UsageError) as err:
         fail(str(err))
-    save_bundle(args.out, recognizer, tokenizer, config, provenance)
+    save_bundle(args.out, recognizer, tokenizer, config, provenance, half=args.fp16)
     dev = f"; dev WER {provenance['dev_wer']:.2%} CER {provenance['dev_cer']:.2%}" if "dev_wer" in provenance else ""
     print(f"averaged {len(args.inputs)} checkpoints (steps {provenance['averaged']}) into {args.out}{dev}")
     return 0

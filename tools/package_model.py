@@ -15,8 +15,9 @@ and adds to the bundle's provenance what `python -m asr.transcribe --info` print
     corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
     train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
                       start or resume), of the time between their first and last event; a run fine-tuned
-                      with init_from= adds its starting bundle's (from its provenance, or its run's events,
-                      following a chain of fine-tunings back to the first run)
+                      with init_from= adds its starting bundle's (from its provenance, the bundle file, or its run's events,
+                      following a chain of fine-tunings back to the first run); an average made by
+                      tools/average_checkpoints.py has it already (its run's count when it was made)
     lm                LM order, n-gram counts (lm.arpa's header), size and the text it was built from
 
 Refuses a bundle over MAX_MODEL_BYTES or an LM over MAX_LM_BYTES (the package must stay small).
@@ -35,7 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from asr import ASSETS_DIR  # noqa: E402
-from asr.bundle import BundleError, load_bundle, save_bundle  # noqa: E402
+from asr.bundle import BundleError, load_bundle, load_tensors, save_bundle  # noqa: E402
 from asr.files import atomic_path  # noqa: E402
 
 MAX_MODEL_BYTES = 25_000_000  # the bundled model
@@ -71,15 +72,27 @@ def train_wall_hours(run_dir: Path) -> float | None:
     return round(total / 3600, 2) if files else None
 
 
+def recorded_wall_hours(bundle_path: Path) -> float | None:
+    """The `train_wall_hours` a bundle file records now (a packaged model, an average), if the file is there."""
+    if not bundle_path.is_file():
+        return None
+    obj = load_tensors(bundle_path, "bundle")
+    return obj.get("provenance", {}).get("train_wall_hours") if isinstance(obj, dict) else None
+
+
 def total_wall_hours(run_dir: Path, init_from: dict | None) -> float | None:
-    """`train_wall_hours` of a run plus, for a fine-tuned one, its starting bundle's: from that bundle's
-    provenance (a packaged model), else that of the run beside it (a run's best.pt; itself perhaps fine-tuned)."""
+    """`train_wall_hours` of a run plus, for a fine-tuned one, its starting bundle's: from the copy of that
+    bundle's provenance taken at the start (a packaged model, an average), else from the bundle file itself (which
+    may have been stamped since), else that of the run beside it (a run's best.pt; itself perhaps fine-tuned)."""
     hours = train_wall_hours(run_dir)
     if hours is None or not init_from:
         return hours
     before = init_from.get("train_wall_hours")
     if before is None and init_from.get("bundle"):
-        before = total_wall_hours(Path(init_from["bundle"]).parent, init_from.get("init_from"))
+        start = Path(init_from["bundle"])
+        before = recorded_wall_hours(start)
+        if before is None:
+            before = total_wall_hours(start.parent, init_from.get("init_from"))
     return None if before is None else round(hours + before, 2)
 
 
@@ -119,7 +132,8 @@ def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, 
                            "(tools/build_lm.py --quantize 8 or --prune)")
     bundle = load_bundle(checkpoint)
     provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus),
-                  "train_wall_hours": total_wall_hours(checkpoint.parent, bundle.provenance.get("init_from")),
+                  "train_wall_hours": bundle.provenance.get("train_wall_hours")  # an average records it
+                  or total_wall_hours(checkpoint.parent, bundle.provenance.get("init_from")),
                   "weights": "fp16" if half else "fp32", "lm": lm_provenance(lm_dir, lm_text)}
     out.mkdir(parents=True, exist_ok=True)
     save_bundle(out / "model.pt", bundle.recognizer, bundle.tokenizer, bundle.config, provenance, half=half)
