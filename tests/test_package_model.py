@@ -97,3 +97,5 @@ def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, 
     save_bundle(copy, bundle.recognizer, bundle.tokenizer, bundle.config, {**bundle.provenance, "train_wall_hours": 2.25})
     started = {"bundle": str(copy), **{k: v for k, v in bundle.provenance.items() if k != "train_wall_hours"}}
     assert package_model.total_wall_hours(second, started) == round(own + 2.25, 2)
+    # ... but not when another model has been written to that path since: no number rather than a wrong one
+    assert package_model.total_wall_hours(second, {**started, "created": "2020-01-01T00:00:00+00:00"}) is None

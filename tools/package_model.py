@@ -72,25 +72,27 @@ def train_wall_hours(run_dir: Path) -> float | None:
     return round(total / 3600, 2) if files else None
 
 
-def recorded_wall_hours(bundle_path: Path) -> float | None:
-    """The `train_wall_hours` a bundle file records now (a packaged model, an average), if the file is there."""
+def recorded_wall_hours(bundle_path: Path, created: str | None) -> float | None:
+    """The `train_wall_hours` a bundle file records now (a packaged model, an average), if the file is there and
+    is still the bundle made at `created` (not another model written to the same path since)."""
     if not bundle_path.is_file():
         return None
     obj = load_tensors(bundle_path, "bundle")
-    return obj.get("provenance", {}).get("train_wall_hours") if isinstance(obj, dict) else None
+    provenance = obj.get("provenance", {}) if isinstance(obj, dict) else {}
+    return provenance.get("train_wall_hours") if provenance.get("created") == created else None
 
 
 def total_wall_hours(run_dir: Path, init_from: dict | None) -> float | None:
     """`train_wall_hours` of a run plus, for a fine-tuned one, its starting bundle's: from the copy of that
     bundle's provenance taken at the start (a packaged model, an average), else from the bundle file itself (which
-    may have been stamped since), else that of the run beside it (a run's best.pt; itself perhaps fine-tuned)."""
+    may have been stamped since, if it is still that bundle), else that of the run beside it (a run's best.pt; itself perhaps fine-tuned)."""
     hours = train_wall_hours(run_dir)
     if hours is None or not init_from:
         return hours
     before = init_from.get("train_wall_hours")
     if before is None and init_from.get("bundle"):
         start = Path(init_from["bundle"])
-        before = recorded_wall_hours(start)
+        before = recorded_wall_hours(start, init_from.get("created"))
         if before is None:
             before = total_wall_hours(start.parent, init_from.get("init_from"))
     return None if before is None else round(hours + before, 2)
