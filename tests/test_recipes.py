@@ -184,6 +184,25 @@ def test_missing_engine_is_reported(monkeypatch):
     assert inventory.problems["espeak"] == "disabled (weight 0)"
 
 
+@pytest.mark.parametrize("voice, low, high", [("kal_diphone", 80, 135), ("us1_mbrola", 130, 200)])
+def test_festival_voice_speaks_at_its_own_pitch(tmp_path, voice, low, high):
+    """Each festival voice keeps its own F0 level (a female MBROLA voice is not pulled down to the male diphones')
+    and a pitch factor moves it."""
+    import librosa
+
+    medians = []
+    for pitch in (None, 1.2):
+        item = {"id": f"u{pitch}", "voice": f"festival:{voice}", "text": "the more he gives the more he receives",
+                "path": f"{voice}-{pitch}.wav", "pitch": pitch, "seed": 0}
+        result = engines.synthesize_chunk([item], tmp_path)
+        assert result["done"] == 1, result["errors"]
+        wave, rate = sf.read(tmp_path / item["path"])
+        f0, voiced, _ = librosa.pyin(wave, fmin=60, fmax=400, sr=rate, frame_length=1024)
+        medians.append(float(np.median(f0[voiced])))
+    assert low < medians[0] < high, medians
+    assert 1.1 < medians[1] / medians[0] < 1.3, medians
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

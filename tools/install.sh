@@ -2,6 +2,10 @@
 # Install asr into ./.venv on Debian/Ubuntu.
 #   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
 #   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
+# The MBROLA voices and festival's rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
+# MBROLA database may be used to synthesize speech with the mbrola program, and not sold or built into a product that is
+# sold: /usr/share/doc/mbrola-us1/copyright); on Debian, `dev` adds those components to apt's sources
+# (/etc/apt/sources.list.d/asr-contrib-non-free.sources) when they are not there. On Ubuntu enable multiverse.
 # Uses sudo for apt-get when not run as root. Re-running is cheap: apt and pip skip what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +13,7 @@ mode=${1:-user}
 
 APT_USER="ffmpeg"
 APT_DEV="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  festvox-rablpc16k festvox-don mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1
   fortunes wordnet-base bible-kjv bible-kjv-text sox
   build-essential cmake libboost-program-options-dev libboost-system-dev libboost-thread-dev
   libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev"
@@ -19,6 +24,12 @@ pkgs=$APT_USER
 [ "$mode" = dev ] && pkgs="$pkgs $APT_DEV"
 missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
+  if [ "$mode" = dev ] && grep -qx "ID=debian" /etc/os-release 2>/dev/null \
+     && ! apt-cache policy mbrola-us1 2>/dev/null | grep -q "Candidate: [0-9]"; then
+    suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s %s-updates\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$suite" "$suite" | $sudo tee /etc/apt/sources.list.d/asr-contrib-non-free.sources >/dev/null
+  fi
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
 fi

@@ -27,13 +27,18 @@ FAMILIES = ("espeak", "flite", "festival", "hibari")
 INSTALL_HINT = {
     "espeak": "apt-get install espeak-ng",
     "flite": "apt-get install flite",
-    "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+    "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; the rab, don and "
+                "MBROLA voices: festvox-rablpc16k festvox-don festvox-us1 festvox-us2 festvox-us3 festvox-en1 from contrib, "
+                "mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 from non-free (tools/install.sh dev)",
     "hibari": "pip install hibari-tts",
 }
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
 ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
 FLITE_F0 = {"kal16": 95.0, "awb": 125.0, "slt": 170.0}  # Hz, about each voice's mean F0; other flite voices ignore it
-FESTIVAL_F0 = 105.0  # Hz, target_f0_mean of the kal/ked diphone voices' intonation model
+FESTIVAL_F0 = {  # Hz, target_f0_mean of each voice's intonation model (its festvox/*.scm); other voices keep their pitch
+    "kal_diphone": 105.0, "ked_diphone": 105.0, "rab_diphone": 105.0, "don_diphone": 135.0,
+    "us1_mbrola": 160.0, "us2_mbrola": 90.0, "us3_mbrola": 105.0, "en1_mbrola": 110.0,
+}
 FESTIVAL_HTS = {"cmu_us_slt_arctic_hts"}  # HTS voices take speed through hts_engine's -r, and no pitch target
 FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s + this per sentence
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
@@ -61,14 +66,14 @@ def family_of(voice: str) -> str:
 
 
 def supports_pitch(voice: str) -> bool:
-    """Whether the engine can move this voice's pitch (espeak, the kal/ked diphones, flite kal16/awb/slt)."""
+    """Whether the engine can move this voice's pitch (espeak, festival's diphone and MBROLA voices, flite kal16/awb/slt)."""
     family, name = voice.split(":", 1)
     if family == "espeak":
         return True
     if family == "flite":
         return name in FLITE_F0
     if family == "festival":
-        return name not in FESTIVAL_HTS
+        return name in FESTIVAL_F0
     return False
 
 
@@ -207,8 +212,9 @@ def _festival_script(items: list[dict], folder: Path) -> str:
             lines.append(f'(set! hts_engine_params (append base_hts (list (list "-r" {speed:.4f}))))')
         else:
             lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / speed:.4f})")
-            f0 = FESTIVAL_F0 * (item.get("pitch") or 1.0)
-            lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0:.1f}) base_lr))")
+            if name in FESTIVAL_F0:
+                f0 = FESTIVAL_F0[name] * (item.get("pitch") or 1.0)
+                lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0:.1f}) base_lr))")
         lines.append(f'(say (Utterance Text "{item["text"]}") "{folder / (item["id"] + ".wav")}")')
     return "\n".join(lines) + "\n"
 
