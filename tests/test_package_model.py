@@ -18,12 +18,12 @@ def _lm_dir(tmp_path, lm_bytes: int = 10):
     return lm
 
 
-def _corpus(tmp_path, summary: bool = True):
-    corpus = tmp_path / "corpus"
+def _corpus(tmp_path, summary: bool = True, name: str = "corpus", train_hours: float = 1.5):
+    corpus = tmp_path / name
     corpus.mkdir()
     if summary:
         (corpus / "summary.json").write_text(json.dumps(
-            {"seed": 3, "splits": {"train": {"hours": 1.5, "voices": 4}, "dev": {"hours": 0.1, "voices": 2}}}))
+            {"seed": 3, "splits": {"train": {"hours": train_hours, "voices": 4}, "dev": {"hours": 0.1, "voices": 2}}}))
     return corpus
 
 
@@ -62,10 +62,17 @@ def test_provenance_from_the_corpus_and_lm(tiny_model, tmp_path, capsys):
     from asr.bundle import load_bundle
 
     provenance = load_bundle(out / "model.pt").provenance
-    assert provenance["corpus"] == {"recipe": "recipes/synthetic", "seed": 3, "hours": {"train": 1.5, "dev": 0.1},
-                                    "voices": {"train": 4, "dev": 2}}
+    assert provenance["corpus"] == {"path": str(tmp_path / "corpus"), "recipe": "recipes/synthetic", "seed": 3,
+                                    "hours": {"train": 1.5, "dev": 0.1}, "voices": {"train": 4, "dev": 2}}
     assert provenance["weights"] == "fp32" and provenance["lm"]["lexicon_words"] == 1
     assert provenance["train_wall_hours"] is not None  # the tiny run logged to TensorBoard
+
+    more = _corpus(tmp_path, name="more_voices", train_hours=0.5)  # trained on two corpora: both are recorded
+    code, _ = main(capsys, tiny_model, "--corpus", tmp_path / "corpus", more, "--lm", _lm_dir(tmp_path / "more_voices"),
+                   "--out", out)
+    corpora = load_bundle(out / "model.pt").provenance["corpus"]
+    assert code == 0 and [(c["path"], c["hours"]["train"]) for c in corpora] == [(str(tmp_path / "corpus"), 1.5),
+                                                                                  (str(more), 0.5)]
 
 
 def test_a_fine_tuned_run_counts_its_starting_bundles_training_time(tiny_model, tmp_path, capsys):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make a trained model the bundled pretrained model: bundle, KenLM model and lexicon into asr/assets.
 
-    python tools/package_model.py exp/small/best.pt --corpus data/synthetic --lm exp/lm_q8 \\
+    python tools/package_model.py exp/small/best.pt --corpus data/synthetic [MORE_CORPORA ...] --lm exp/lm_q8 \\
         --lm-text data/synthetic/lm_train.txt [--out asr/assets] [--fp32]
 
 Writes, atomically, in OUT:
@@ -12,7 +12,8 @@ Writes, atomically, in OUT:
 
 and adds to the bundle's provenance what `python -m asr.transcribe --info` prints:
 
-    corpus            the recipe, its seed and hours per split (the corpus folder's summary.json)
+    corpus            the corpus folder, the recipe, its seed, hours and voices per split (the folder's summary.json);
+                      a list of them when it was trained on several corpora (several --corpus folders)
     train_wall_hours  wall-clock training time: the sum, over the run's TensorBoard event files (one per
                       start or resume), of the time between their first and last event; a run fine-tuned
                       with init_from= adds its starting bundle's (from its provenance, the bundle file, or its run's events,
@@ -49,13 +50,13 @@ class PackageError(Exception):
 
 
 def corpus_provenance(corpus_dir: Path) -> dict:
-    """Recipe, seed and hours per split from a corpus made by recipes/synthetic/prepare.py."""
+    """Folder, recipe, seed, hours and voices per split of a corpus made by recipes/synthetic/prepare.py."""
     summary_path = corpus_dir / "summary.json"
     if not summary_path.is_file():
         raise PackageError(f"{summary_path}: no such file (is {corpus_dir} a corpus made by recipes/synthetic/prepare.py?)")
     summary = json.loads(summary_path.read_text())
     hours = {split: info["hours"] for split, info in summary["splits"].items()}
-    return {"recipe": "recipes/synthetic", "seed": summary["seed"], "hours": hours,
+    return {"path": str(corpus_dir), "recipe": "recipes/synthetic", "seed": summary["seed"], "hours": hours,
             "voices": {split: info["voices"] for split, info in summary["splits"].items()}}
 
 
@@ -123,7 +124,7 @@ def copy_atomic(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, out: Path, half: bool) -> dict:
+def package(checkpoint: Path, corpora: list[Path], lm_dir: Path, lm_text: Path | None, out: Path, half: bool) -> dict:
     """Write the bundle and LM files into `out`; returns the provenance written."""
     for name in LM_FILES:
         if not (lm_dir / name).is_file():
@@ -133,7 +134,8 @@ def package(checkpoint: Path, corpus: Path, lm_dir: Path, lm_text: Path | None, 
         raise PackageError(f"{lm_dir / 'lm.bin'}: {lm_bytes / 1e6:.1f} MB is over the {MAX_LM_BYTES / 1e6:.0f} MB limit "
                            "(tools/build_lm.py --quantize 8 or --prune)")
     bundle = load_bundle(checkpoint)
-    provenance = {**bundle.provenance, "corpus": corpus_provenance(corpus),
+    corpus = [corpus_provenance(path) for path in corpora]
+    provenance = {**bundle.provenance, "corpus": corpus[0] if len(corpus) == 1 else corpus,
                   "train_wall_hours": bundle.provenance.get("train_wall_hours")  # an average records it
                   or total_wall_hours(checkpoint.parent, bundle.provenance.get("init_from")),
                   "weights": "fp16" if half else "fp32", "lm": lm_provenance(lm_dir, lm_text)}
@@ -152,7 +154,8 @@ def main(argv: list[str]) -> int:
     """Entry point: parse arguments, package, print what was written."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="the bundle to ship (a run's best.pt)")
-    parser.add_argument("--corpus", type=Path, required=True, help="the corpus folder it was trained on (summary.json)")
+    parser.add_argument("--corpus", type=Path, nargs="+", required=True,
+                        help="the corpus folder(s) it was trained on (each with its summary.json)")
     parser.add_argument("--lm", type=Path, required=True, help="tools/build_lm.py output folder (lm.bin, lexicon.txt)")
     parser.add_argument("--lm-text", type=Path, default=None, help="the text the LM was built from (recorded)")
     parser.add_argument("--out", type=Path, default=ASSETS_DIR, help=f"destination folder (default {ASSETS_DIR})")
