@@ -2,7 +2,7 @@
 # Install asr into ./.venv on Debian/Ubuntu.
 #   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
 #   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
-# The MBROLA voices and festival's rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
+# The MBROLA databases (the ones espeak-ng reads English with: us1-3, en1 and 16 foreign-accented) and festival's rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
 # MBROLA database may be used to synthesize speech with the mbrola program, and not sold or built into a product that is
 # sold: /usr/share/doc/mbrola-us1/copyright); on Debian, `dev` adds those components to apt's sources
 # (/etc/apt/sources.list.d/asr-contrib-non-free.sources) when they are not there. On Ubuntu enable multiverse.
@@ -14,6 +14,8 @@ mode=${1:-user}
 APT_USER="ffmpeg"
 APT_DEV="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   festvox-rablpc16k festvox-don mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-us1 festvox-us2 festvox-us3 festvox-en1
+  mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-fr4 mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
+  mbrola-gr2 mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2
   fortunes wordnet-base bible-kjv bible-kjv-text sox
   build-essential cmake libboost-program-options-dev libboost-system-dev libboost-thread-dev
   libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev"

@@ -1,7 +1,7 @@
 """Text-to-speech engines for the synthetic corpus, and the augmentation applied to what they produce.
 
-Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "flite:kal16", "festival:ked_diphone",
-"hibari:heart". `find_voices` checks which engines and voices this machine has; `synthesize_chunk`
+Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
+database), "flite:kal16", "festival:ked_diphone", "hibari:heart". `find_voices` checks which engines and voices this machine has; `synthesize_chunk`
 turns a list of planned utterances into 16 kHz WAV files (one festival process per chunk).
 """
 
@@ -25,7 +25,8 @@ from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
 
 FAMILIES = ("espeak", "flite", "festival", "hibari")
 INSTALL_HINT = {
-    "espeak": "apt-get install espeak-ng",
+    "espeak": "apt-get install espeak-ng; its MBROLA voices also need mbrola and the database, e.g. mbrola-de1 from "
+              "non-free (tools/install.sh dev)",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; the rab, don and "
                 "MBROLA voices: festvox-rablpc16k festvox-don festvox-us1 festvox-us2 festvox-us3 festvox-en1 from contrib, "
@@ -94,6 +95,21 @@ def _espeak_voices(languages: list[str], variants: list[str], problems: dict[str
     return [f"espeak:{lang}{'+' + v if v else ''}" for lang in langs for v in kept]
 
 
+def _espeak_mbrola_voices(names: list[str], problems: dict[str, str]) -> list[str]:
+    listing = set(re.findall(r"\smb/(\S+)", _run(["espeak-ng", "--voices=mb"])))
+    found = []
+    for name in names:
+        if name not in listing:
+            problems[f"espeak:{name}"] = "espeak-ng has no such MBROLA voice (espeak-ng --voices=mb lists them)"
+            continue
+        probe = subprocess.run(["espeak-ng", "-v", name, "--stdout", "a"], capture_output=True, timeout=30)
+        if probe.returncode != 0 or not probe.stdout:  # espeak-ng lists the voice even when its database is missing
+            problems[f"espeak:{name}"] = f"MBROLA database not installed ({INSTALL_HINT['espeak']})"
+            continue
+        found.append(f"espeak:{name}")
+    return found
+
+
 def _festival_voices() -> set[str]:
     proc = subprocess.run(["festival", "--pipe"], input="(print (voice.list))\n", capture_output=True, text=True,
                           timeout=60, check=True)
@@ -134,7 +150,8 @@ def find_voices(cfg: dict) -> VoiceInventory:
             if family == "espeak":
                 if shutil.which("espeak-ng") is None:
                     raise FileNotFoundError(f"espeak-ng is not installed ({INSTALL_HINT[family]})")
-                inv.seen[family] = _espeak_voices(list(cfg["espeak_languages"]), list(cfg["espeak_variants"]), inv.problems)
+                inv.seen[family] = (_espeak_voices(list(cfg["espeak_languages"]), list(cfg["espeak_variants"]), inv.problems)
+                                    + _espeak_mbrola_voices(list(cfg["espeak_mbrola"]), inv.problems))
             elif family == "flite":
                 if shutil.which("flite") is None:
                     raise FileNotFoundError(f"flite is not installed ({INSTALL_HINT[family]})")
