@@ -43,12 +43,12 @@ def test_assets_are_small_and_fp16():
 
 def misses_the_sample(output: str) -> pytest.MarkDecorator:
     """Strict xfail: what the shipped model prints for the sample today; fails (to be unmarked) once a model gets it right."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 12,350 steps on the CPU) prints {output!r}")
+    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 15,350 steps on the CPU) prints {output!r}")
 
 
 @pytest.mark.parametrize("decoder", [
     None,
-    pytest.param("greedy", marks=misses_the_sample("please call me bck when you' get thi s message about the meating")),
+    pytest.param("greedy", marks=misses_the_sample("please call me back when you get this message about the meating")),
 ])
 def test_the_sample_is_transcribed(decoder):
     """None: the README's first command (decoder=auto: beam search with the bundled LM and lexicon); greedy: without them."""
