@@ -2,7 +2,8 @@
 # Install asr into ./.venv on Debian/Ubuntu.
 #   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
 #   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
-# The MBROLA databases (the ones espeak-ng reads English with: us1-3, en1 and 16 foreign-accented) and festival's rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
+# The MBROLA databases (us1-3, en1, and the 16 foreign ones espeak-ng reads accented English with) and festival's
+# rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
 # MBROLA database may be used to synthesize speech with the mbrola program, and not sold or built into a product that is
 # sold: /usr/share/doc/mbrola-us1/copyright); on Debian, `dev` adds those components to apt's sources
 # (/etc/apt/sources.list.d/asr-contrib-non-free.sources) when they are not there. On Ubuntu enable multiverse.

@@ -1,8 +1,9 @@
 """Text-to-speech engines for the synthetic corpus, and the augmentation applied to what they produce.
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
-database), "flite:kal16", "festival:ked_diphone", "hibari:heart". `find_voices` checks which engines and voices this machine has; `synthesize_chunk`
-turns a list of planned utterances into 16 kHz WAV files (one festival process per chunk).
+database), "flite:kal16", "festival:ked_diphone", "hibari:heart". `find_voices` checks which engines and voices
+this machine has; `synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival
+process per chunk).
 """
 
 from __future__ import annotations
