@@ -184,21 +184,24 @@ def test_missing_engine_is_reported(monkeypatch):
     assert inventory.problems["espeak"] == "disabled (weight 0)"
 
 
+def _median_f0(voice: str, pitch: float | None, folder: Path) -> float:
+    """Synthesize one sentence with `voice` at pitch factor `pitch` and return its median F0 (pyin) in Hz."""
+    import librosa
+
+    item = {"id": "u", "voice": voice, "text": "the more he gives the more he receives",
+            "path": f"{voice.replace(':', '_')}-{pitch}.wav", "pitch": pitch, "seed": 0}
+    result = engines.synthesize_chunk([item], folder)
+    assert result["done"] == 1, result["errors"]
+    wave, rate = sf.read(folder / item["path"])
+    f0, voiced, _ = librosa.pyin(wave, fmin=60, fmax=400, sr=rate, frame_length=1024)
+    return float(np.median(f0[voiced]))
+
+
 @pytest.mark.parametrize("voice, low, high", [("kal_diphone", 80, 135), ("us1_mbrola", 130, 200)])
 def test_festival_voice_speaks_at_its_own_pitch(tmp_path, voice, low, high):
     """Each festival voice keeps its own F0 level (a female MBROLA voice is not pulled down to the male diphones')
     and a pitch factor moves it."""
-    import librosa
-
-    medians = []
-    for pitch in (None, 1.2):
-        item = {"id": f"u{pitch}", "voice": f"festival:{voice}", "text": "the more he gives the more he receives",
-                "path": f"{voice}-{pitch}.wav", "pitch": pitch, "seed": 0}
-        result = engines.synthesize_chunk([item], tmp_path)
-        assert result["done"] == 1, result["errors"]
-        wave, rate = sf.read(tmp_path / item["path"])
-        f0, voiced, _ = librosa.pyin(wave, fmin=60, fmax=400, sr=rate, frame_length=1024)
-        medians.append(float(np.median(f0[voiced])))
+    medians = [_median_f0(f"festival:{voice}", pitch, tmp_path) for pitch in (None, 1.2)]
     assert low < medians[0] < high, medians
     assert 1.1 < medians[1] / medians[0] < 1.3, medians
 
@@ -206,24 +209,14 @@ def test_festival_voice_speaks_at_its_own_pitch(tmp_path, voice, low, high):
 def test_espeak_mbrola_voices_are_checked_and_speak_at_their_pitch(tmp_path):
     """espeak-ng's MBROLA voices are found, a missing one (or one without its database) is reported, and they
     speak at their own F0 level with the pitch factor applied."""
-    import librosa
-
     cfg = _cfg("voices.espeak_languages=[]", "voices.espeak_mbrola=[mb-us1,mb-us2,mb-xx9,mb-it3]")["voices"]
     cfg["weights"] = {"espeak": 1, "flite": 0, "festival": 0, "hibari": 0}
     inventory = engines.find_voices(cfg)
     assert inventory.seen["espeak"] == ["espeak:mb-us1", "espeak:mb-us2"]
     assert "no such MBROLA voice" in inventory.problems["espeak:mb-xx9"]
     assert "MBROLA database not installed" in inventory.problems["espeak:mb-it3"]  # tools/install.sh omits mbrola-it3
-    medians = {}
-    for voice in inventory.seen["espeak"]:
-        for pitch in (None, 1.2):
-            item = {"id": "u", "voice": voice, "text": "the more he gives the more he receives",
-                    "path": f"{voice[7:]}-{pitch}.wav", "pitch": pitch, "seed": 0}
-            result = engines.synthesize_chunk([item], tmp_path)
-            assert result["done"] == 1, result["errors"]
-            wave, rate = sf.read(tmp_path / item["path"])
-            f0, voiced, _ = librosa.pyin(wave, fmin=60, fmax=400, sr=rate, frame_length=1024)
-            medians[voice, pitch] = float(np.median(f0[voiced]))
+    medians = {(voice, pitch): _median_f0(voice, pitch, tmp_path)
+               for voice in inventory.seen["espeak"] for pitch in (None, 1.2)}
     assert 150 < medians["espeak:mb-us1", None] < 240 and 80 < medians["espeak:mb-us2", None] < 130, medians
     for voice in inventory.seen["espeak"]:
         assert 1.1 < medians[voice, 1.2] / medians[voice, None] < 1.3, medians

@@ -97,6 +97,8 @@ def _espeak_voices(languages: list[str], variants: list[str], problems: dict[str
 
 
 def _espeak_mbrola_voices(names: list[str], problems: dict[str, str]) -> list[str]:
+    if not names:  # the default: no MBROLA voice, nothing to ask espeak-ng
+        return []
     listing = set(re.findall(r"\smb/(\S+)", _run(["espeak-ng", "--voices=mb"])))
     found = []
     for name in names:
