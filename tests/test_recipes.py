@@ -222,6 +222,30 @@ def test_espeak_mbrola_voices_are_checked_and_speak_at_their_pitch(tmp_path):
         assert 1.1 < medians[voice, 1.2] / medians[voice, None] < 1.3, medians
 
 
+def test_rhvoice_and_pico_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
+    """RHVoice and pico voices are found, an unknown one is reported (RHVoice itself would fall back to another
+    voice), the held-out speaker's RHVoice twin is refused, and speed and pitch factors move duration and F0."""
+    cfg = _cfg("voices.rhvoice=[clb,bdl,slt,nosuch]", "voices.pico=[en-US,en-GB,xx-XX,de-DE]")["voices"]
+    cfg["weights"] = {"espeak": 0, "flite": 0, "festival": 0, "hibari": 0, "rhvoice": 1, "pico": 1}
+    inventory = engines.find_voices(cfg)
+    assert inventory.seen == {"rhvoice": ["rhvoice:clb", "rhvoice:bdl"], "pico": ["pico:en-US", "pico:en-GB"]}
+    assert "held-out speaker" in inventory.problems["rhvoice:slt"]
+    assert "not installed" in inventory.problems["rhvoice:nosuch"]
+    assert "no such English language" in inventory.problems["pico:xx-XX"]
+    assert "no such English language" in inventory.problems["pico:de-DE"]
+    medians = {(voice, pitch): _median_f0(voice, pitch, tmp_path)
+               for voice in ("rhvoice:clb", "rhvoice:bdl", "pico:en-US") for pitch in (None, 1.2)}
+    assert 150 < medians["rhvoice:clb", None] < 220 and 90 < medians["rhvoice:bdl", None] < 150, medians
+    assert 130 < medians["pico:en-US", None] < 200, medians
+    for voice in ("rhvoice:clb", "rhvoice:bdl", "pico:en-US"):
+        assert 1.1 < medians[voice, 1.2] / medians[voice, None] < 1.3, medians
+        items = [{"id": f"s{speed}", "voice": voice, "text": "the more he gives the more he receives",
+                  "path": f"{voice.replace(':', '_')}-speed{speed}.wav", "speed": speed, "seed": 0} for speed in (1.0, 1.25)]
+        assert engines.synthesize_chunk(items, tmp_path)["done"] == 2
+        ratio = sf.info(tmp_path / items[1]["path"]).duration / sf.info(tmp_path / items[0]["path"]).duration
+        assert 0.7 < ratio < 0.9, (voice, ratio)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

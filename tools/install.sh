@@ -19,7 +19,8 @@ APT_DEV="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-
   mbrola-gr2 mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2
   fortunes wordnet-base bible-kjv bible-kjv-text sox
   build-essential cmake libboost-program-options-dev libboost-system-dev libboost-thread-dev
-  libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev"
+  libboost-test-dev libeigen3-dev zlib1g-dev libbz2-dev liblzma-dev
+  rhvoice rhvoice-english libttspico-utils"
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

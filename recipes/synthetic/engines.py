@@ -1,7 +1,7 @@
 """Text-to-speech engines for the synthetic corpus, and the augmentation applied to what they produce.
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
-database), "flite:kal16", "festival:ked_diphone", "hibari:heart". `find_voices` checks which engines and voices
+database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US". `find_voices` checks which engines and voices
 this machine has; `synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival
 process per chunk).
 """
@@ -24,7 +24,7 @@ import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
 
-FAMILIES = ("espeak", "flite", "festival", "hibari")
+FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico")
 INSTALL_HINT = {
     "espeak": "apt-get install espeak-ng; its MBROLA voices also need mbrola and the database, e.g. mbrola-de1 from "
               "non-free (tools/install.sh dev)",
@@ -33,6 +33,8 @@ INSTALL_HINT = {
                 "MBROLA voices: festvox-rablpc16k festvox-don festvox-us1 festvox-us2 festvox-us3 festvox-en1 from contrib, "
                 "mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 from non-free (tools/install.sh dev)",
     "hibari": "pip install hibari-tts",
+    "rhvoice": "apt-get install rhvoice rhvoice-english, from non-free (tools/install.sh dev)",
+    "pico": "apt-get install libttspico-utils, from non-free (tools/install.sh dev)",
 }
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
 ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
@@ -43,6 +45,7 @@ FESTIVAL_F0 = {  # Hz, target_f0_mean of each voice's intonation model (its fest
 }
 FESTIVAL_HTS = {"cmu_us_slt_arctic_hts"}  # HTS voices take speed through hts_engine's -r, and no pitch target
 FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s + this per sentence
+RHVOICE_RESERVED = {"slt"}  # RHVoice's slt is CMU ARCTIC's slt, the held-out speaker of test_unseen_voice: never trained on
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
 TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
 TELEPHONE_BAND = (300.0, 3400.0)  # Hz
@@ -68,9 +71,10 @@ def family_of(voice: str) -> str:
 
 
 def supports_pitch(voice: str) -> bool:
-    """Whether the engine can move this voice's pitch (espeak, festival's diphone and MBROLA voices, flite kal16/awb/slt)."""
+    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, festival's diphone and MBROLA voices,
+    flite kal16/awb/slt)."""
     family, name = voice.split(":", 1)
-    if family == "espeak":
+    if family in ("espeak", "rhvoice", "pico"):
         return True
     if family == "flite":
         return name in FLITE_F0
@@ -137,6 +141,34 @@ def _hibari_voices(names: list[str], download: bool, problems: dict[str, str]) -
     return found
 
 
+def _rhvoice_voices(names: list[str], voices_dir: Path, problems: dict[str, str]) -> list[str]:
+    found = []
+    for name in names:
+        info = voices_dir / name / "voice.info"  # RHVoice-test falls back to another voice for an unknown name
+        if name in RHVOICE_RESERVED:
+            problems[f"rhvoice:{name}"] = "the held-out speaker of test_unseen_voice (CMU ARCTIC slt): never used"
+        elif not info.is_file():
+            problems[f"rhvoice:{name}"] = f"RHVoice voice not installed (no {info}; {INSTALL_HINT['rhvoice']})"
+        elif "language=English" not in info.read_text(errors="replace").splitlines():
+            problems[f"rhvoice:{name}"] = f"not an English RHVoice voice ({info})"
+        else:
+            found.append(f"rhvoice:{name}")
+    return found
+
+
+def _pico_voices(languages: list[str], problems: dict[str, str]) -> list[str]:
+    found = []
+    with tempfile.TemporaryDirectory(prefix="pico-") as tmp:
+        for lang in languages:
+            probe = subprocess.run(["pico2wave", "-l", lang, "-w", str(Path(tmp) / f"{lang}.wav"), "a"],
+                                   capture_output=True, text=True, timeout=30)
+            if probe.returncode != 0 or not lang.startswith("en-"):
+                problems[f"pico:{lang}"] = "pico2wave has no such English language (en-US and en-GB are)"
+                continue
+            found.append(f"pico:{lang}")
+    return found
+
+
 def find_voices(cfg: dict) -> VoiceInventory:
     """Check each engine and the configured voices (`cfg` is the recipe's `voices` section).
 
@@ -177,6 +209,14 @@ def find_voices(cfg: dict) -> VoiceInventory:
                 except ImportError:
                     raise FileNotFoundError(f"the hibari-tts package is not installed ({INSTALL_HINT[family]})") from None
                 inv.seen[family] = _hibari_voices(list(cfg["hibari"]), bool(cfg["hibari_download"]), inv.problems)
+            elif family == "rhvoice":
+                if shutil.which("RHVoice-test") is None:
+                    raise FileNotFoundError(f"RHVoice is not installed ({INSTALL_HINT[family]})")
+                inv.seen[family] = _rhvoice_voices(list(cfg["rhvoice"]), Path(cfg["rhvoice_dir"]), inv.problems)
+            elif family == "pico":
+                if shutil.which("pico2wave") is None:
+                    raise FileNotFoundError(f"pico2wave is not installed ({INSTALL_HINT[family]})")
+                inv.seen[family] = _pico_voices(list(cfg["pico"]), inv.problems)
         except (FileNotFoundError, subprocess.SubprocessError, OSError) as err:
             inv.problems[family] = str(err)
             inv.seen.pop(family, None)
@@ -205,6 +245,24 @@ def _flite(item: dict, out: Path) -> None:
     if item.get("pitch"):
         cmd += ["--setf", f"int_f0_target_mean={FLITE_F0[name] * item['pitch']:.1f}"]
     subprocess.run(cmd + ["-t", item["text"], "-o", str(out)], capture_output=True, check=True, timeout=60)
+
+
+def _rhvoice(item: dict, out: Path) -> None:
+    name = item["voice"].split(":", 1)[1]
+    cmd = ["RHVoice-test", "-p", name, "-r", str(round(100 * (item.get("speed") or 1.0))), "-o", str(out)]
+    if item.get("pitch"):
+        cmd += ["-t", str(round(100 * item["pitch"]))]  # percent of the voice's own F0
+    subprocess.run(cmd, input=item["text"], capture_output=True, text=True, check=True, timeout=60)
+
+
+def _pico(item: dict, out: Path) -> None:
+    text = item["text"]  # normalized (a-z, ' and space): safe inside pico's markup
+    if item.get("pitch"):
+        text = f"<pitch level='{round(100 * item['pitch'])}'>{text}</pitch>"  # percent of the voice's own F0
+    if item.get("speed"):
+        text = f"<speed level='{round(100 * item['speed'])}'>{text}</speed>"
+    lang = item["voice"].split(":", 1)[1]
+    subprocess.run(["pico2wave", "-l", lang, "-w", str(out), text], capture_output=True, check=True, timeout=60)
 
 
 def _festival_script(items: list[dict], folder: Path) -> str:
@@ -251,6 +309,9 @@ def _festival_batch(items: list[dict], folder: Path) -> dict[str, str]:
         tail = f"festival timed out after {timeout} s"
     return {it["id"]: f"festival did not write it ({tail})" for it in items
             if not (folder / (it["id"] + ".wav")).is_file()}
+
+
+_WAV_WRITERS = {"espeak": _espeak, "flite": _flite, "rhvoice": _rhvoice, "pico": _pico}  # one engine run → one WAV file
 
 
 _HIBARI: dict[str, object] = {}  # one loaded model per voice per process
@@ -355,10 +416,7 @@ def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
                 if family == "hibari":
                     wave = _hibari(item)
                 else:
-                    if family == "espeak":
-                        _espeak(item, raw)
-                    elif family == "flite":
-                        _flite(item, raw)
+                    _WAV_WRITERS[family](item, raw)
                     wave = load_audio(raw)
                 result["seconds"] += _finish(item, wave, out_dir)
                 result["done"] += 1
