@@ -416,7 +416,8 @@ def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
                 if family == "hibari":
                     wave = _hibari(item)
                 else:
-                    _WAV_WRITERS[family](item, raw)
+                    if family in _WAV_WRITERS:  # festival's files were written by its batch above
+                        _WAV_WRITERS[family](item, raw)
                     wave = load_audio(raw)
                 result["seconds"] += _finish(item, wave, out_dir)
                 result["done"] += 1
