@@ -43,7 +43,7 @@ def test_assets_are_small_and_fp16():
 
 def misses_the_sample(output: str) -> pytest.MarkDecorator:
     """Strict xfail: what the shipped model prints for the sample today; fails (to be unmarked) once a model gets it right."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 18,350 steps on the CPU) prints {output!r}")
+    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 20,350 steps on the CPU) prints {output!r}")
 
 
 @pytest.mark.parametrize("decoder", [
