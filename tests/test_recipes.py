@@ -246,6 +246,19 @@ def test_rhvoice_and_pico_voices_are_checked_and_follow_speed_and_pitch(tmp_path
         assert 0.7 < ratio < 0.9, (voice, ratio)
 
 
+def test_rhvoice_voices_must_be_english_and_installed(tmp_path):
+    """A voice folder whose voice.info names another language is refused, as is a name with no folder."""
+    for name, language in (("anna", "Russian"), ("clb", "English")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "voice.info").write_text(f"name={name}\nlanguage={language}\ngender=female\n")
+    cfg = _cfg(f"voices.rhvoice_dir={tmp_path}", "voices.rhvoice=[anna,clb,bdl]")["voices"]
+    cfg["weights"] = {"espeak": 0, "flite": 0, "festival": 0, "hibari": 0, "rhvoice": 1, "pico": 0}
+    inventory = engines.find_voices(cfg)
+    assert inventory.seen == {"rhvoice": ["rhvoice:clb"]}
+    assert "not an English RHVoice voice" in inventory.problems["rhvoice:anna"]
+    assert "not installed" in inventory.problems["rhvoice:bdl"]
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

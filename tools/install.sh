@@ -5,7 +5,8 @@
 # The MBROLA databases (us1-3, en1, and the 16 foreign ones espeak-ng reads accented English with) and festival's
 # rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
 # MBROLA database may be used to synthesize speech with the mbrola program, and not sold or built into a product that is
-# sold: /usr/share/doc/mbrola-us1/copyright); on Debian, `dev` adds those components to apt's sources
+# sold: /usr/share/doc/mbrola-us1/copyright), and so are RHVoice's English voices (LGPL-2.1+) and SVOX pico (Apache-2.0),
+# non-free for want of their training sources; on Debian, `dev` adds those components to apt's sources
 # (/etc/apt/sources.list.d/asr-contrib-non-free.sources) when they are not there. On Ubuntu enable multiverse.
 # Uses sudo for apt-get when not run as root. Re-running is cheap: apt and pip skip what is installed.
 set -euo pipefail
