@@ -289,6 +289,24 @@ def test_piper_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
     assert 0.75 < ratio < 0.95, ratio
 
 
+def test_kokoro_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
+    """Kokoro-82M's shipped voices are found and an unknown one is reported; its Japanese man speaks at a man's pitch,
+    pitch moves F0 by its factor and speed shortens the speech."""
+    cfg = _cfg("voices.kokoro=[jm_kumo,jf_alpha,af_heart]")["voices"]
+    cfg["weights"] = {"kokoro": 1}
+    inventory = engines.find_voices(cfg)
+    assert inventory.seen == {"kokoro": ["kokoro:jm_kumo", "kokoro:jf_alpha"]}
+    assert "no such voice" in inventory.problems["kokoro:af_heart"]
+    base, higher = (_median_f0("kokoro:jm_kumo", pitch, tmp_path) for pitch in (None, 1.2))
+    assert 70 < base < 140 and 1.1 < higher / base < 1.3, (base, higher)
+    text = "the more he gives the more he receives and the less he keeps the less he has to lose"
+    items = [{"id": f"s{speed}", "voice": "kokoro:jm_kumo", "text": text, "path": f"kokoro-speed{speed}.wav",
+              "speed": speed, "seed": 0} for speed in (1.0, 1.25)]
+    assert engines.synthesize_chunk(items, tmp_path)["done"] == 2
+    ratio = sf.info(tmp_path / items[1]["path"]).duration / sf.info(tmp_path / items[0]["path"]).duration
+    assert 0.75 < ratio < 0.9, ratio
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

