@@ -41,15 +41,7 @@ def test_assets_are_small_and_fp16():
     assert all(v.dtype == torch.float16 for k, v in state.items() if k.startswith("model.") and v.is_floating_point())
 
 
-def misses_the_sample(output: str) -> pytest.MarkDecorator:
-    """Strict xfail: what the shipped model prints for the sample today; fails (to be unmarked) once a model gets it right."""
-    return pytest.mark.xfail(strict=True, reason=f"issue 6 is open: the shipped model (medium: 11 epochs on a GPU + 20,350 steps on the CPU) prints {output!r}")
-
-
-@pytest.mark.parametrize("decoder", [
-    None,
-    pytest.param("greedy", marks=misses_the_sample("please call me back when you get this message about the meating")),
-])
+@pytest.mark.parametrize("decoder", [None, "greedy"])
 def test_the_sample_is_transcribed(decoder):
     """None: the README's first command (decoder=auto: beam search with the bundled LM and lexicon); greedy: without them."""
     result = run("asr.transcribe", "samples/sample.wav", *([] if decoder is None else [f"decoder={decoder}"]))
