@@ -529,7 +529,8 @@ def main(argv: list[str]) -> int:
         print(f"{why} at step {state.step}, epoch {state.epoch}; {best}; {state.nonfinite_skipped} non-finite steps "
               f"skipped; training state in {last_path}", file=sys.stderr)
     if world.world_size > 1:
-        dist.destroy_process_group()
+        dist.barrier()  # every rank done with the group (rank 0 was still saving) before any tears it down: a rank
+        dist.destroy_process_group()  # leaving first has aborted the other's gloo threads at exit (SIGABRT)
     return 130 if stopper.signum == signal.SIGINT else 143 if stopper.signum == signal.SIGTERM else 0
 
 
