@@ -228,10 +228,10 @@ def test_bpe_tokenizer_trains_and_is_bundled(speech_dir, tmp_path):
 @pytest.mark.slow
 def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     """init_from: the memorized tiny model's weights, tokenizer and CMVN start a new run, so its first validation
-    is already near-perfect (a fresh model's is not); two manifests given as a list are read as one; the bundle
-    written names where it started."""
+    is already near-perfect (a fresh model's is not); manifests given as a list are read as one, a manifest listed
+    twice counted twice (how a small set is up-weighted); the bundle written names where it started."""
     source = load_bundle(trained_run / "best.pt")
-    manifests = f"[{speech_dir / 'manifest.jsonl'},{speech_dir / 'train.jsonl'}]"
+    manifests = f"[{speech_dir / 'manifest.jsonl'},{speech_dir / 'train.jsonl'},{speech_dir / 'train.jsonl'}]"
     common = {"model.hidden_size": 128, "features.normalize": "global", "data.train_manifest": manifests,
               "optim.lr": 1e-5, "trainer.max_steps": 1, "trainer.val_every": 1}
     out = tmp_path / "ft"
@@ -241,9 +241,11 @@ def test_fine_tuning_starts_from_a_bundle(speech_dir, trained_run, tmp_path):
     tuned = load_bundle(out / "best.pt")
     assert tuned.provenance["init_from"]["bundle"] == str(trained_run / "best.pt")
     assert tuned.provenance["init_from"]["steps"] == source.provenance["steps"]
-    assert tuned.provenance["train_manifest"] == f"{speech_dir / 'manifest.jsonl'} + {speech_dir / 'train.jsonl'}"
+    assert tuned.provenance["train_manifest"] == " + ".join(
+        str(speech_dir / m) for m in ("manifest.jsonl", "train.jsonl", "train.jsonl"))
     assert tuned.provenance["train_hours"] == pytest.approx(
-        sum(e.duration for m in ("manifest.jsonl", "train.jsonl") for e in read_manifest(speech_dir / m)) / 3600, abs=1e-3)
+        sum(e.duration for m in ("manifest.jsonl", "train.jsonl", "train.jsonl")
+            for e in read_manifest(speech_dir / m)) / 3600, abs=6e-4)  # rounded to 3 places; train.jsonl is 0.01 h
     # a resumed fine-tuning still knows where it started (last.pt carries it to the best.pt it writes next)
     resumed = {**common, "trainer.max_steps": 3, "resume": "true"}
     assert train.main(overrides(speech_dir, out, init_from=trained_run / "best.pt", **resumed)) == 0
