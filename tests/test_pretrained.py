@@ -48,12 +48,12 @@ def test_the_sample_is_transcribed():
     assert result.stdout == (ROOT / "samples" / "sample.txt").read_text()
 
 
-@pytest.mark.parametrize("decoder", [["decoder=greedy"], ["decoder=beam", "decoder.lm=null", "decoder.lexicon=null"]],
+@pytest.mark.parametrize("overrides", [["decoder=greedy"], ["decoder=beam", "decoder.lm=null", "decoder.lexicon=null"]],
                          ids=["greedy", "beam-no-lm"])
-def test_the_sample_is_nearly_right(decoder):
+def test_the_sample_is_nearly_right(overrides):
     """Without the LM and lexicon too, what the README's commands print stays close to the sentence (a broken
     bundle prints nothing or noise). Beam search with them is decoder=auto, the exact test above."""
-    result = run("asr.transcribe", "samples/sample.wav", *decoder)
+    result = run("asr.transcribe", "samples/sample.wav", *overrides)
     assert result.returncode == 0, result.stderr
     rates = error_rates([(ROOT / "samples" / "sample.txt").read_text()], [result.stdout])
     assert rates.cer <= 0.10, (rates, result.stdout)
