@@ -1,5 +1,6 @@
 """tools/average_checkpoints.py and the trainer's weight snapshots it averages."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,51 @@ def test_snapshots_average_into_a_bundle_with_the_mean_weights(speech_dir, tmp_p
     best = load_bundle(run / "best.pt").provenance
     assert same["averaged"] == [9, 9] and same["dev_wer"] == best["dev_wer"] and same["dev_cer"] == best["dev_cer"]
 
+    # one input: a converted copy of it (the N = 1 candidate), its dev numbers its own
+    result = average(run / "snapshots" / "step-9.pt", "-o", tmp_path / "one.pt", "--dev", manifest)
+    assert result.returncode == 0, result.stderr
+    one = load_bundle(tmp_path / "one.pt")
+    assert one.provenance["averaged"] == [9] and one.provenance["dev_wer"] == best["dev_wer"]
+    assert all(torch.equal(v, sb[k]) for k, v in one.recognizer.state_dict().items())
+
+
+def candidate_lines(stdout: str) -> dict[str, float]:
+    """{'last N': dev WER} from the tool's `candidate: last N (...): dev WER x% CER y%` lines."""
+    found = re.findall(r"^candidate: (last \d+) \(steps .*\): dev WER ([\d.]+)%", stdout, re.M)
+    return {name: float(wer) for name, wer in found}
+
+
+def test_candidates_are_chosen_on_dev(speech_dir, tmp_path, monkeypatch):
+    """--candidates 3,1 writes whichever of (the last three averaged, the last alone) has the lower dev WER,
+    the longer average on a tie, and records both WERs."""
+    manifest = speech_dir / "manifest.jsonl"
+    run = tmp_path / "run"
+    assert train.main(tiny_train_overrides(manifest, run, **{
+        "trainer.max_steps": 30, "trainer.val_every": 30, "trainer.snapshot_every": 10, "trainer.keep_snapshots": 3})) == 0
+    snaps = [run / "snapshots" / f"step-{n}.pt" for n in (10, 20, 30)]
+    result = average(*snaps, "-o", tmp_path / "chosen.pt", "--candidates", "3,1", "--dev", manifest)
+    assert result.returncode == 0, result.stderr
+    scores = candidate_lines(result.stdout)
+    assert list(scores) == ["last 3", "last 1"]
+    chosen = load_bundle(tmp_path / "chosen.pt").provenance
+    assert {k: round(v * 100, 2) for k, v in chosen["dev_candidates"].items()} == scores
+    # each candidate measured on its own gives the number printed for it, and the lower one (ties: the longer) was kept
+    for name, inputs in (("last 3", snaps), ("last 1", snaps[-1:])):
+        alone = average(*inputs, "-o", tmp_path / "alone.pt", "--dev", manifest)
+        assert alone.returncode == 0, alone.stderr
+        assert load_bundle(tmp_path / "alone.pt").provenance["dev_wer"] == chosen["dev_candidates"][name]
+    assert chosen["averaged"] == ([10, 20, 30] if scores["last 3"] <= scores["last 1"] else [30])
+
+    # the same choice with given WERs (measured longest first), both ways round and tied
+    tool = load_script("average_checkpoints", TOOL)
+    for wers, kept in (((0.5, 0.4), [30]), ((0.4, 0.5), [10, 20, 30]), ((0.4, 0.4), [10, 20, 30])):
+        answers = iter(wers)
+        monkeypatch.setattr(tool, "measure_dev", lambda *_, answers=answers: {
+            "dev_manifest": "given", "dev_wer": next(answers), "dev_cer": 0.1})
+        assert tool.main([*map(str, snaps), "-o", str(tmp_path / "given.pt"), "--candidates", "1,3", "--dev", str(manifest)]) == 0
+        given = load_bundle(tmp_path / "given.pt").provenance
+        assert given["averaged"] == kept and given["dev_candidates"] == {"last 3": wers[0], "last 1": wers[1]}
+
 
 def test_fine_tunings_with_other_augmentation_average(speech_dir, tmp_path):
     """A model soup: the run's best.pt and a fine-tuning of it with VTLP and no SpecAugment differ only in
@@ -90,7 +136,9 @@ def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
         (small / "best.pt", tmp_path / "missing.pt"): "missing.pt: no such file",
         (small / "best.pt", tmp_path / "notes.pt"): "notes.pt: not a loadable bundle or checkpoint",
         (small / "best.pt", tmp_path / "other.pt"): "other.pt: neither a model bundle nor a training checkpoint",
-        (small / "best.pt",): "at least two checkpoints",
+        (small / "best.pt", small / "last.pt", "--candidates", "2,1"): "--candidates needs --dev",
+        (small / "best.pt", small / "last.pt", "--candidates", "3,1", "--dev", manifest): "between 1 and the 2 inputs",
+        (small / "best.pt", small / "last.pt", "--candidates", "two", "--dev", manifest): "separated by commas",
         (small / "best.pt", small / "last.pt", "--dev", tmp_path / "nodev.jsonl"): "nodev.jsonl",
         (small / "best.pt", small / "last.pt", "--dev", manifest, "--data", "nosuch"): "Could not find 'data/nosuch'",
     }
