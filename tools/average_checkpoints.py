@@ -40,10 +40,10 @@ if str(ROOT) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from asr.audio import AudioError  # noqa: E402
-from asr.bundle import BundleError, build_recognizer, inference_config, load_tensors, save_bundle  # noqa: E402
+from asr.bundle import BundleError, Recognizer, build_recognizer, inference_config, load_tensors, save_bundle  # noqa: E402
 from asr.config import UsageError, fail, load_config  # noqa: E402
 from asr.data import ManifestError, read_manifest  # noqa: E402
-from asr.text import tokenizer_from_dict  # noqa: E402
+from asr.text import Tokenizer, tokenizer_from_dict  # noqa: E402
 from package_model import total_wall_hours  # noqa: E402  (tools/, this script's folder)
 
 
@@ -102,7 +102,8 @@ def parse_candidates(text: str, available: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
-def build_average(loaded: list[tuple[dict, dict, dict, dict]], names: list[str], fp16: bool):
+def build_average(loaded: list[tuple[dict, dict, dict, dict]], names: list[str],
+                  fp16: bool) -> tuple[Recognizer, Tokenizer, dict, dict]:
     """(recognizer, tokenizer, config, provenance) of the mean of `loaded` (read_weights' tuples, oldest first);
     with `fp16` the weights are rounded to half precision first, so a dev measurement is the stored weights'."""
     first, tokenizer_dict, _, _ = loaded[0]
