@@ -344,9 +344,9 @@ def print_inventory(inventory: VoiceInventory) -> None:
             names = [v.split(":", 1)[1] for v in seen]
             shown = ", ".join(names[:6]) + (f", ... ({len(names)} voices)" if len(names) > 6 else "")
             extra = f"; unseen-voice test only: {', '.join(v.split(':', 1)[1] for v in unseen)}" if unseen else ""
-            print(f"engine {family:8s} ok: {shown}{extra}")
+            print(f"engine {family:9s} ok: {shown}{extra}")
         else:
-            print(f"engine {family:8s} SKIPPED: {inventory.problems.get(family, 'no voices')}")
+            print(f"engine {family:9s} SKIPPED: {inventory.problems.get(family, 'no voices')}")
     for voice, why in inventory.problems.items():
         if voice not in FAMILIES:
             print(f"  voice {voice} skipped: {why}")
