@@ -331,10 +331,13 @@ def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monke
     inventory = engines.find_voices(cfg)
     assert inventory.seen == {"gnuspeech": ["gnuspeech:male", "gnuspeech:female"]}
     assert "no such voice" in inventory.problems["gnuspeech:robot"]
-    f0 = {(voice, pitch): _median_f0(voice, pitch, tmp_path) for voice in inventory.seen["gnuspeech"] for pitch in (None, 1.2)}
+    f0 = {(voice, pitch): _median_f0(voice, pitch, tmp_path)
+          for voice in inventory.seen["gnuspeech"] for pitch in (None, 1.2)}
     assert 90 < f0["gnuspeech:male", None] < 150 and 180 < f0["gnuspeech:female", None] < 280, f0
-    first = (tmp_path / "gnuspeech_female-None.wav").read_bytes()
-    assert _median_f0("gnuspeech:female", None, tmp_path) and (tmp_path / "gnuspeech_female-None.wav").read_bytes() == first
+    made = tmp_path / "gnuspeech_female-None.wav"
+    first = made.read_bytes()
+    assert _median_f0("gnuspeech:female", None, tmp_path) == f0["gnuspeech:female", None]  # made again: the same file
+    assert made.read_bytes() == first
     for voice in inventory.seen["gnuspeech"]:
         assert 1.1 < f0[voice, 1.2] / f0[voice, None] < 1.4, f0
     ratio = _duration_ratio_at_speed("gnuspeech:female", 1.25, tmp_path)
@@ -346,7 +349,7 @@ def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monke
     result = engines.synthesize_chunk(items, tmp_path)
     assert result["done"] == 2 and list(result["errors"]) == ["h1"], result
     assert "GnuSpeech hung on it (no answer in 3 s)" in result["errors"]["h1"]
-    # node that cannot load the package fails every item with its last word
+    # node that cannot load the package fails every item with node's error
     monkeypatch.setattr(engines, "_GNUSPEECH_DIR", [tmp_path])
     result = engines.synthesize_chunk(items[:1], tmp_path / "broken")
     assert result["done"] == 0 and "Cannot find module" in result["errors"]["h0"], result

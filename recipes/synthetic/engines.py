@@ -2,9 +2,9 @@
 
 Voices are named `<family>:<voice>`: "espeak:en-gb-scotland+f2", "espeak:mb-us1" (espeak-ng driving an MBROLA
 database), "flite:kal16", "festival:ked_diphone", "hibari:heart", "rhvoice:clb", "pico:en-US",
-"piper:en_US-joe-medium", "kokoro:jm_kumo", "gnuspeech:female". `find_voices` checks which engines and voices this machine has;
-`synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival or GnuSpeech process per
-chunk).
+"piper:en_US-joe-medium", "kokoro:jm_kumo", "gnuspeech:female". `find_voices` checks which engines and voices this
+machine has; `synthesize_chunk` turns a list of planned utterances into 16 kHz WAV files (one festival or GnuSpeech
+process per chunk).
 """
 
 from __future__ import annotations
@@ -453,12 +453,14 @@ def _gnuspeech_batch(items: list[dict], folder: Path) -> dict[str, str]:
                                          GNUSPEECH_SECONDS_PER_ITEM):
                 item, job = pending.pop(0)
                 if line is None:
-                    errors[item["id"]] = f"{item['voice']}: GnuSpeech hung on it (no answer in {GNUSPEECH_SECONDS_PER_ITEM} s)"
+                    errors[item["id"]] = (f"{item['voice']}: GnuSpeech hung on it "
+                                          f"(no answer in {GNUSPEECH_SECONDS_PER_ITEM} s)")
                     proc.kill()
                     break
                 status, _, rest = line.partition(" ")
                 if status != "OK" or not Path(job["out"]).is_file():
-                    errors[item["id"]] = f"{item['voice']}: GnuSpeech did not write it ({rest.partition(' ')[2] or line})"
+                    reason = rest.partition(" ")[2] or line
+                    errors[item["id"]] = f"{item['voice']}: GnuSpeech did not write it ({reason})"
                 if not pending:
                     break
             else:  # the process ended before answering for every item
@@ -468,6 +470,7 @@ def _gnuspeech_batch(items: list[dict], folder: Path) -> dict[str, str]:
                 errors.update({it["id"]: f"{it['voice']}: GnuSpeech did not write it ({tail})" for it, _ in pending})
                 pending = []
             proc.wait()
+            proc.stdout.close()
     return errors
 
 
