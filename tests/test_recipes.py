@@ -359,6 +359,32 @@ def test_gnuspeech_voices_are_checked_and_follow_speed_and_pitch(tmp_path, monke
     assert "node is not installed" in engines.find_voices(cfg).problems["gnuspeech"]
 
 
+def test_make_sets_makes_every_set_the_rounds_train_on():
+    """make_sets.sh --list 29 is round 29's documented training list, every manifest it lists for rounds 29-31 is
+    written by one of its steps (--dry-run), and an unknown round is refused."""
+    script = RECIPE / "make_sets.sh"
+
+    def listed(round_: int) -> list[str]:
+        proc = subprocess.run(["bash", str(script), "--list", str(round_)], capture_output=True, text=True, check=True)
+        return proc.stdout.strip().split(",")
+
+    readme = (RECIPE / "README.md").read_text()
+    r29 = readme[readme.index("out_dir=exp/r29 "):]
+    documented = r29[r29.index('"data.train_manifest=[') + len('"data.train_manifest=['):r29.index(']"')].split(",")
+    assert listed(29) == documented
+    assert listed(30) == documented + ["data/synthetic_newvoices/train_male_female/manifest.jsonl"]
+    assert listed(31) == listed(30) + ["data/synthetic_gnuspeech/train.jsonl"]
+    commands = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, check=True).stdout
+    made = set()
+    for line in commands.splitlines():
+        words = line.split()
+        made |= {w.removeprefix("out_dir=") + "/train.jsonl" for w in words if w.startswith("out_dir=")}
+        made |= {words[i + 1] + "/manifest.jsonl" for i, w in enumerate(words) if w == "-o"}
+    assert set(listed(31)) <= made, set(listed(31)) - made
+    proc = subprocess.run(["bash", str(script), "--list", "9"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no round 9" in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 def _prepare(out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
