@@ -562,11 +562,13 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
             str(exp / "bundle" / "lm.bin"), tuned["lm_weight"], tuned["word_score"])
 
     # a second round, as the shipped model had one: stages 3-5 in a new folder, from the first round's best.pt,
-    # on the corpus and set 1 of the copies, with the first round's LM, packaging the average of the last 2 snapshots
+    # on the corpus and set 1 of the copies, with the first round's LM, packaging whichever of the average of the last
+    # 2 snapshots and the last one alone scores better on dev
     exp2 = tmp_path / "exp2"
     cmd2 = ["bash", str(RECIPE / "run.sh"), "--stage", "3", "--stop-stage", "5", "--data-dir", str(data),
             "--exp-dir", str(exp2), "--lm-dir", str(exp / "lm"), "--vc2-fraction", "0", "--model", "tiny",
-            "--steps", "4", "--val-every", "2", "--avg", "2", "--snapshot-every", "1", "--lm-weights", "2",
+            "--steps", "4", "--val-every", "2", "--avg", "2", "--snapshot-every", "1", "--avg-candidates", "2,1",
+            "--lm-weights", "2",
             "--word-scores", "0",
             "--train-args", f"{train_args} init_from={exp / 'best.pt'}"]
     proc = subprocess.run(cmd2, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", PATH=path),
@@ -578,7 +580,9 @@ def test_run_sh_makes_packages_and_evaluates_a_model(tmp_path):
     assert (exp2 / "bundle" / "lm.bin").read_bytes() == (exp / "lm" / "lm.bin").read_bytes()
     assert not (exp2 / "lm").exists() and (exp2 / "tune_lm.json").is_file()
     assert sorted(p.name for p in (exp2 / "snapshots").iterdir()) == ["step-3.pt", "step-4.pt"]
-    assert second.provenance["averaged"] == [3, 4] and "dev_wer" in second.provenance  # avg.pt, measured on dev
+    candidates = second.provenance["dev_candidates"]  # avg.pt, chosen on dev
+    assert list(candidates) == ["last 2", "last 1"] and second.provenance["dev_wer"] == min(candidates.values())
+    assert second.provenance["averaged"] == ([3, 4] if candidates["last 2"] <= candidates["last 1"] else [4])
     tuning2 = json.loads((exp2 / "tune_lm.json").read_text())
     assert tuning2["model"] == str(exp2 / "avg.pt")
     assert [(g["lm_weight"], g["word_score"]) for g in tuning2["grid"]] == [(2, 0)]  # --lm-weights 2 --word-scores 0

@@ -6,7 +6,8 @@
 # Stages: 0 corpus (prepare.py), 1 LM text (training sentences only) + KenLM 4-gram (8-bit), 2 speaker augmentation
 # (tools/perturb_voices.py, WORLD vocoder): two sets of perturbed copies of the training set, 3 train from scratch
 # on the training set and both sets of copies (with --avg N, then average its last N snapshots into avg.pt, which
-# stages 4-5 then use instead of best.pt: tools/average_checkpoints.py), 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
+# stages 4-5 then use instead of best.pt: tools/average_checkpoints.py; --avg-candidates 10,5,1 keeps the best on dev of
+# the last 10, 5 and 1), 4 tune lm_weight / word_score on dev, 5 package (fp16 bundle + LM +
 # lexicon), 6 evaluate the package on test and test_unseen_voice, greedy and beam+LM. Paths are relative to the
 # repository root. Stage 3 takes about 8 minutes on one H100 and about 9 hours on 2 CPU cores. The shipped model
 # had more rounds of stages 3-6, each in a new --exp-dir with the first round's --lm-dir and the previous round's
@@ -26,6 +27,7 @@ steps=9200                          # trainer.max_steps: the length of the learn
 val_every=550                       # trainer.val_every: steps between validations on dev (best.pt)
 avg=0                               # >0: stages 4-5 use the average of the run's last $avg snapshots (avg.pt), not best.pt
 snapshot_every=100                  # trainer.snapshot_every when --avg > 0: steps between the snapshots averaged
+avg_candidates=""                   # with --avg N, e.g. 10,5,1: average the last 10, 5 and 1 snapshots, keep the lowest dev WER
 vc_fraction=0.4                     # stage 2: share of the training utterances that get a copy in set 1 (0: no set 1)
 vc2_fraction=1.0                    # stage 2: share that get a copy in set 2, other voices (seed + 1; 0: no set 2)
 lm_weights=1,1.5,2,2.5,3            # stage 4: the lm_weight values tried on dev (tools/tune_lm.py lm_weights)
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
     --val-every) val_every=$2; shift 2 ;;
     --avg) avg=$2; shift 2 ;;
     --snapshot-every) snapshot_every=$2; shift 2 ;;
+    --avg-candidates) avg_candidates=$2; shift 2 ;;
     --vc-fraction) vc_fraction=$2; shift 2 ;;
     --vc2-fraction) vc2_fraction=$2; shift 2 ;;
     --lm-weights) lm_weights=$2; shift 2 ;;
@@ -55,7 +58,7 @@ while [ $# -gt 0 ]; do
     --lm-dir) lm_dir=$2; shift 2 ;;
     --bundle-dir) bundle_dir=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
-    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --avg --snapshot-every --vc-fraction --vc2-fraction --lm-weights --word-scores --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
+    *) echo "unknown option $1 (known: --stage --stop-stage --hours --seed --jobs --data-dir --exp-dir --model --steps --val-every --avg --snapshot-every --avg-candidates --vc-fraction --vc2-fraction --lm-weights --word-scores --lm-dir --bundle-dir --train-args)" >&2; exit 2 ;;
   esac
 done
 bundle_dir=${bundle_dir:-$exp_dir/bundle}
@@ -95,10 +98,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     data.dev_manifest=$data_dir/dev.jsonl trainer.max_steps=$steps trainer.val_every=$val_every \
     trainer.patience=0 $snapshots $train_args
   if [ "$avg" -gt 0 ]; then
-    log "stage 3: average the last $avg snapshots into $exp_dir/avg.pt"
+    log "stage 3: average the last $avg snapshots into $exp_dir/avg.pt${avg_candidates:+ (candidates: the last $avg_candidates)}"
     newest=$(cd "$exp_dir/snapshots" && ls step-*.pt | sort -t- -k2 -n | tail -n "$avg" | sed "s|^|$exp_dir/snapshots/|")
     # shellcheck disable=SC2086  # the newest $avg snapshots, oldest first
-    python tools/average_checkpoints.py $newest -o "$exp_dir/avg.pt" --dev $data_dir/dev.jsonl
+    python tools/average_checkpoints.py $newest -o "$exp_dir/avg.pt" --dev $data_dir/dev.jsonl \
+      ${avg_candidates:+--candidates $avg_candidates}
   fi
 fi
 
