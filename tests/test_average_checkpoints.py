@@ -139,6 +139,10 @@ def test_bad_inputs_get_a_one_line_error(speech_dir, tmp_path):
         (small / "best.pt", small / "last.pt", "--candidates", "2,1"): "--candidates needs --dev",
         (small / "best.pt", small / "last.pt", "--candidates", "3,1", "--dev", manifest): "between 1 and the 2 inputs",
         (small / "best.pt", small / "last.pt", "--candidates", "two", "--dev", manifest): "separated by commas",
+        (small / "best.pt", small / "last.pt", "--candidates", "1,1", "--dev", manifest): "each count must be distinct",
+        (small / "best.pt", small / "last.pt", "--candidates", "0", "--dev", manifest): "between 1 and the 2 inputs",
+        (wide / "best.pt", small / "best.pt", small / "last.pt", "--candidates", "1", "--dev", manifest):
+            "another features/model config",  # inputs outside every candidate are checked too
         (small / "best.pt", small / "last.pt", "--dev", tmp_path / "nodev.jsonl"): "nodev.jsonl",
         (small / "best.pt", small / "last.pt", "--dev", manifest, "--data", "nosuch"): "Could not find 'data/nosuch'",
     }

@@ -102,17 +102,22 @@ def parse_candidates(text: str, available: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
-def build_average(loaded: list[tuple[dict, dict, dict, dict]], names: list[str],
-                  fp16: bool) -> tuple[Recognizer, Tokenizer, dict, dict]:
-    """(recognizer, tokenizer, config, provenance) of the mean of `loaded` (read_weights' tuples, oldest first);
-    with `fp16` the weights are rounded to half precision first, so a dev measurement is the stored weights'."""
+def check_compatible(loaded: list[tuple[dict, dict, dict, dict]], names: list[str]) -> None:
+    """Raise BundleError unless every input has the first one's features/model config and vocabulary."""
     first, tokenizer_dict, _, _ = loaded[0]
     for (cfg, tok, _, _), name in zip(loaded[1:], names[1:]):
         if inference_config(cfg) != inference_config(first) or tok != tokenizer_dict:
             raise BundleError(f"{name}: another features/model config or vocabulary than {names[0]}")
+
+
+def build_average(loaded: list[tuple[dict, dict, dict, dict]], names: list[str],
+                  fp16: bool) -> tuple[Recognizer, Tokenizer, dict, dict]:
+    """(recognizer, tokenizer, config, provenance) of the mean of `loaded` (read_weights' tuples of compatible inputs,
+    oldest first); with `fp16` the weights are rounded to half precision first, so a dev measurement is the stored
+    weights'."""
     config = loaded[-1][0]
     state = average_state_dicts([w for _, _, w, _ in loaded])
-    tokenizer = tokenizer_from_dict(tokenizer_dict)
+    tokenizer = tokenizer_from_dict(loaded[-1][1])
     recognizer = build_recognizer(config["features"], config["model"], len(tokenizer))
     if fp16:
         state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--candidates needs --dev: the candidates are compared on its WER")
         loaded = [read_weights(p) for p in args.inputs]
         names = [str(p) for p in args.inputs]
+        check_compatible(loaded, names)
         if args.dev:
             data = load_config("train", [f"data={args.data}"]).data
             dev_max = data.dev_max_utterances if args.dev_max is None else args.dev_max
